@@ -1,0 +1,248 @@
+package mkv
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Element is one EBML element as the Reader meets it.
+type Element struct {
+	ID ID
+	// Size of the body in bytes, or UnknownSize.
+	Size int64
+	// Offset of the element's ID from the start of the input.
+	Offset int64
+	// HeaderSize is the length of the ID and size fields.
+	HeaderSize int
+	// Parent is the ID of the enclosing master element, 0 at the top.
+	Parent ID
+	// Depth is 0 for top-level elements (EBML, Segment), 1 for their
+	// children, and so on.
+	Depth int
+}
+
+// DataOffset returns the offset of the element's body.
+func (e Element) DataOffset() int64 { return e.Offset + int64(e.HeaderSize) }
+
+// Master reports whether the Reader descends into this element.
+func (e Element) Master() bool { return isMaster(e.ID) }
+
+// Reader limits.
+const (
+	DefaultMaxElementSize = 64 << 20
+	maxDepth              = 16
+)
+
+type openElement struct {
+	id  ID
+	end int64 // UnknownSize when the size is unknown
+}
+
+// Reader walks an EBML stream element by element in document order. It
+// descends into the master elements Matroska streams are made of and
+// returns their children next; the body of any other element is skipped
+// unless Data is called. Elements of unknown size end where an element that
+// cannot be their child begins, or at the end of the input. Memory is
+// bounded by the largest body read with Data.
+type Reader struct {
+	// MaxElementSize bounds the body Data will read;
+	// DefaultMaxElementSize when zero.
+	MaxElementSize int64
+
+	br    *bufio.Reader
+	off   int64
+	stack []openElement
+	cur   Element
+	left  int64 // unread body bytes of cur, for non-master elements
+	data  []byte
+}
+
+// NewReader returns a Reader of r.
+func NewReader(r io.Reader) *Reader {
+	return &Reader{br: bufio.NewReaderSize(r, 64<<10)}
+}
+
+// Offset returns how many input bytes have been consumed.
+func (r *Reader) Offset() int64 { return r.off }
+
+// Next returns the next element. At the end of the input it returns io.EOF
+// (any open elements of unknown size simply end there), or
+// io.ErrUnexpectedEOF inside an element of known size.
+func (r *Reader) Next() (Element, error) {
+	if r.left > 0 {
+		if err := r.discard(r.left); err != nil {
+			return Element{}, err
+		}
+		r.left = 0
+	}
+	for len(r.stack) > 0 {
+		top := r.stack[len(r.stack)-1]
+		if top.end < 0 || r.off < top.end {
+			break
+		}
+		if r.off > top.end {
+			return Element{}, fmt.Errorf("%w: element 0x%X overruns its parent at offset %d", ErrInvalid, uint32(top.id), r.off)
+		}
+		r.stack = r.stack[:len(r.stack)-1]
+	}
+	hdr, err := r.br.Peek(12)
+	if len(hdr) == 0 {
+		if errors.Is(err, io.EOF) {
+			if r.insideKnownSize() {
+				return Element{}, io.ErrUnexpectedEOF
+			}
+			return Element{}, io.EOF
+		}
+		return Element{}, err
+	}
+	id, idLen, err := readID(hdr)
+	if err != nil {
+		return Element{}, r.headerErr(err)
+	}
+	size, sizeLen, unknown, err := readVint(hdr[idLen:])
+	if err != nil {
+		return Element{}, r.headerErr(err)
+	}
+	e := Element{ID: id, Offset: r.off, HeaderSize: idLen + sizeLen, Size: int64(size)}
+	if unknown {
+		if !isMaster(id) {
+			return Element{}, fmt.Errorf("%w: element 0x%X of unknown size at offset %d", ErrInvalid, uint32(id), r.off)
+		}
+		e.Size = UnknownSize
+	} else if size > 1<<56 {
+		return Element{}, fmt.Errorf("%w: element 0x%X claims %d bytes", ErrInvalid, uint32(id), size)
+	}
+	r.closeUnknownFor(id)
+	if n := len(r.stack); n > 0 {
+		top := r.stack[n-1]
+		e.Parent, e.Depth = top.id, n
+		if top.end >= 0 && (e.Size == UnknownSize || e.DataOffset()+e.Size > top.end) {
+			return Element{}, fmt.Errorf("%w: element 0x%X at offset %d does not fit in its parent 0x%X", ErrInvalid, uint32(id), e.Offset, uint32(top.id))
+		}
+	}
+	if _, err := r.br.Discard(e.HeaderSize); err != nil {
+		return Element{}, err
+	}
+	r.off += int64(e.HeaderSize)
+	if isMaster(id) {
+		if len(r.stack) >= maxDepth {
+			return Element{}, fmt.Errorf("%w: elements nested deeper than %d", ErrInvalid, maxDepth)
+		}
+		end := int64(UnknownSize)
+		if e.Size != UnknownSize {
+			end = e.DataOffset() + e.Size
+		}
+		r.stack = append(r.stack, openElement{id: id, end: end})
+	} else {
+		r.left = e.Size
+	}
+	r.cur = e
+	return e, nil
+}
+
+// headerErr turns a header cut short by the end of input into
+// io.ErrUnexpectedEOF.
+func (r *Reader) headerErr(err error) error {
+	if errors.Is(err, errShort) {
+		return io.ErrUnexpectedEOF
+	}
+	return fmt.Errorf("%w (at offset %d)", err, r.off)
+}
+
+func (r *Reader) insideKnownSize() bool {
+	for _, o := range r.stack {
+		if o.end >= 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// closeUnknownFor ends the open unknown-size elements that the element id
+// cannot be nested in, as far as the schema knows its parent.
+func (r *Reader) closeUnknownFor(id ID) {
+	parent, known := parentOf(id)
+	if !known {
+		return
+	}
+	// Find the nearest ancestor that can hold id; everything above it must
+	// be of unknown size for the schema to close it.
+	i := len(r.stack) - 1
+	for ; i >= 0; i-- {
+		if r.stack[i].id == parent {
+			break
+		}
+		if r.stack[i].end >= 0 {
+			return
+		}
+	}
+	if i < 0 && parent != 0 {
+		return // no possible parent open: leave it where it is
+	}
+	r.stack = r.stack[:i+1]
+}
+
+// Data reads the body of the element Next returned last. The slice is
+// valid until the next call to Next or Data.
+func (r *Reader) Data() ([]byte, error) {
+	if isMaster(r.cur.ID) {
+		return nil, fmt.Errorf("mkv: Data called on master element 0x%X", uint32(r.cur.ID))
+	}
+	limit := r.MaxElementSize
+	if limit <= 0 {
+		limit = DefaultMaxElementSize
+	}
+	if r.left > limit {
+		return nil, fmt.Errorf("%w: element 0x%X of %d bytes (limit %d)", ErrTooLarge, uint32(r.cur.ID), r.left, limit)
+	}
+	n := int(r.left)
+	if cap(r.data) < n {
+		r.data = make([]byte, n)
+	}
+	r.data = r.data[:n]
+	if _, err := io.ReadFull(r.br, r.data); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	r.off += int64(n)
+	r.left = 0
+	return r.data, nil
+}
+
+// Skip skips the rest of the element Next returned last, children included
+// when its size is known. An unknown-size master cannot be skipped without
+// reading it, so its children simply follow.
+func (r *Reader) Skip() error {
+	if !isMaster(r.cur.ID) || r.cur.Size == UnknownSize {
+		return nil
+	}
+	n := len(r.stack)
+	if n == 0 || r.stack[n-1].id != r.cur.ID || r.off != r.cur.DataOffset() {
+		return nil // already inside it
+	}
+	if err := r.discard(r.cur.Size); err != nil {
+		return err
+	}
+	r.stack = r.stack[:n-1]
+	return nil
+}
+
+func (r *Reader) discard(n int64) error {
+	for n > 0 {
+		chunk := int(min(n, 1<<30))
+		d, err := r.br.Discard(chunk)
+		r.off += int64(d)
+		n -= int64(d)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return io.ErrUnexpectedEOF
+			}
+			return err
+		}
+	}
+	return nil
+}

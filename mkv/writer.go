@@ -1,0 +1,136 @@
+package mkv
+
+import (
+	"fmt"
+	"io"
+	"time"
+)
+
+// Writer writes a KVS-style Matroska stream: the header once, then a
+// Cluster (one KVS fragment) at every key frame of the fragmenting track.
+// Each frame goes out in a single Write, and once its scratch buffer has
+// grown to the largest frame the Writer allocates nothing per frame.
+type Writer struct {
+	w      io.Writer
+	header Header
+	scale  int64
+	// fragTrack is the track whose key frames start fragments: the first
+	// video track, else the first track.
+	fragTrack uint64
+
+	buf        []byte
+	wroteHead  bool
+	inCluster  bool
+	clusterTC  int64
+	pendingTag []SimpleTag
+}
+
+// NewWriter returns a Writer of h to w. The header itself is written with
+// the first frame, or by WriteHeader.
+func NewWriter(w io.Writer, h Header) (*Writer, error) {
+	if len(h.Tracks) == 0 {
+		return nil, fmt.Errorf("%w: no tracks", ErrInvalid)
+	}
+	wr := &Writer{w: w, header: h, scale: int64(h.timecodeScale())}
+	wr.fragTrack = h.Tracks[0].Number
+	for _, t := range h.Tracks {
+		if t.Type == TrackTypeVideo {
+			wr.fragTrack = t.Number
+			break
+		}
+	}
+	return wr, nil
+}
+
+// Timecode converts a timestamp to timecode units of this stream.
+func (w *Writer) Timecode(t time.Duration) int64 { return int64(t) / w.scale }
+
+// WriteHeader writes the EBML header, Segment, Info and Tracks. Writing it
+// again (for a new connection) is allowed and starts a new Segment.
+func (w *Writer) WriteHeader() error {
+	var err error
+	w.buf, err = AppendHeader(w.buf[:0], &w.header)
+	if err != nil {
+		return err
+	}
+	if _, err := w.w.Write(w.buf); err != nil {
+		return err
+	}
+	w.wroteHead, w.inCluster = true, false
+	return nil
+}
+
+// AddFragmentTag queues a tag to be written before the next fragment's
+// Cluster, as KVS fragment metadata. Tags may not be placed inside a
+// Cluster, and a Tags element after a Cluster would end that fragment.
+func (w *Writer) AddFragmentTag(name, value string) {
+	w.pendingTag = append(w.pendingTag, SimpleTag{Name: name, Value: value})
+}
+
+// WriteFrame writes one frame of a track, presented at pts (the absolute
+// time in ABSOLUTE timecode mode). A key frame of the fragmenting track
+// starts a new fragment; the first frame must be one. It returns
+// ErrNeedKeyFrame for frames before that, which callers drop.
+func (w *Writer) WriteFrame(track uint64, pts time.Duration, key bool, data []byte) error {
+	if w.header.track(track) == nil {
+		return fmt.Errorf("%w: track %d", ErrUnknownTrack, track)
+	}
+	tc := int64(pts) / w.scale
+	b := w.buf[:0]
+	if !w.wroteHead {
+		var err error
+		if b, err = AppendHeader(b, &w.header); err != nil {
+			return err
+		}
+	}
+	newCluster := key && track == w.fragTrack
+	if !newCluster && !w.inCluster {
+		return ErrNeedKeyFrame
+	}
+	if newCluster {
+		if w.inCluster && tc < w.clusterTC {
+			return fmt.Errorf("%w: %d after %d", ErrTimecodeOrder, tc, w.clusterTC)
+		}
+		for _, t := range w.pendingTag {
+			b = AppendTags(b, t)
+		}
+		w.pendingTag = w.pendingTag[:0]
+		b = AppendClusterStart(b, uint64(tc))
+	}
+	clusterTC := w.clusterTC
+	if newCluster {
+		clusterTC = tc
+	}
+	rel := tc - clusterTC
+	if rel < 0 || rel > 32767 {
+		return fmt.Errorf("%w: %d units from the cluster start", ErrBlockTimecode, rel)
+	}
+	var flags byte
+	if key {
+		flags = FlagKey
+	}
+	b = AppendSimpleBlockHeader(b, track, int16(rel), flags, len(data))
+	b = append(b, data...)
+	w.buf = b
+	if _, err := w.w.Write(b); err != nil {
+		return err
+	}
+	w.wroteHead = true
+	w.inCluster = true
+	w.clusterTC = clusterTC
+	return nil
+}
+
+// EndFragment closes the current fragment with an
+// AWS_KINESISVIDEO_END_OF_FRAGMENT tag, as the KVS SDK does at the end of a
+// stream, so that the service can complete the fragment without waiting for
+// the next one. The next frame must be a key frame.
+func (w *Writer) EndFragment() error {
+	if !w.inCluster {
+		return nil
+	}
+	w.buf = AppendTags(w.buf[:0], SimpleTag{Name: TagEndOfFragment})
+	w.inCluster = false
+	_, err := w.w.Write(w.buf)
+	return err
+}
