@@ -136,11 +136,24 @@ func Probe(t testing.TB, path string, stdin []byte, format string) []Stream {
 // with ffmpeg and returns the MD5 of every decoded frame, in output order.
 func FrameMD5(t testing.TB, path string, stdin []byte, format string, stream string) []string {
 	t.Helper()
+	return md5s(t, path, stdin, format, stream)
+}
+
+// PacketMD5 returns the MD5 of every packet of one stream, undecoded.
+func PacketMD5(t testing.TB, path string, stdin []byte, format string, stream string) []string {
+	t.Helper()
+	return md5s(t, path, stdin, format, stream, "-c", "copy")
+}
+
+func md5s(t testing.TB, path string, stdin []byte, format string, stream string, extra ...string) []string {
+	t.Helper()
 	args := []string{"-v", "error"}
 	if format != "" {
 		args = append(args, "-f", format)
 	}
-	args = append(args, "-i", path, "-map", "0:"+stream, "-f", "framemd5", "-")
+	args = append(args, "-i", path, "-map", "0:"+stream)
+	args = append(args, extra...)
+	args = append(args, "-f", "framemd5", "-")
 	out := Run(t, stdin, "ffmpeg", args...)
 	var sums []string
 	for line := range strings.SplitSeq(string(out), "\n") {
