@@ -1,5 +1,22 @@
 module github.com/kvsgo/kvsgo
 
-go 1.26
+go 1.26.0
 
-require github.com/bluenviron/mediacommon/v2 v2.9.3 // indirect
+require (
+	github.com/aws/aws-sdk-go-v2 v1.48.0
+	github.com/bluenviron/mediacommon/v2 v2.9.3
+)
+
+require (
+	github.com/aws/smithy-go v1.28.9 // indirect
+	github.com/beorn7/perks v1.0.1 // indirect
+	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
+	github.com/prometheus/client_golang v1.25.0 // indirect
+	github.com/prometheus/client_model v0.6.3 // indirect
+	github.com/prometheus/common v0.72.0 // indirect
+	github.com/prometheus/procfs v0.22.0 // indirect
+	go.etcd.io/bbolt v1.5.0 // indirect
+	golang.org/x/sys v0.48.0 // indirect
+	google.golang.org/protobuf v1.36.12 // indirect
+)

@@ -122,6 +122,18 @@ func (d *Demuxer) Next() (*Event, error) {
 		if d.done {
 			return nil, io.EOF
 		}
+		// A Cluster of known size is complete at its last byte: say so now,
+		// not when the next element arrives.
+		depth, err := d.r.PopEnded()
+		if err != nil {
+			return nil, err
+		}
+		if depth >= 0 {
+			if err := d.closeTo(depth, d.r.Offset()); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		e, err := d.r.Next()
 		if errors.Is(err, io.EOF) {
 			d.done = true

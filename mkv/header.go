@@ -231,3 +231,34 @@ func AppendTags(dst []byte, tags ...SimpleTag) []byte {
 }
 
 func simpleTagLen(t SimpleTag) int { return 10 + 10 + len(t.Name) + 10 + len(t.Value) }
+
+// WithUnknownSegmentSize returns a copy of a stream header (EBML header,
+// Segment, …) whose Segment size is "unknown", so that the header can be
+// followed by any number of fragments, as GetMedia does.
+func WithUnknownSegmentSize(header []byte) ([]byte, error) {
+	id, n, err := readID(header)
+	if err != nil || id != IDEBML {
+		return nil, fmt.Errorf("%w: header does not start with an EBML header", ErrInvalid)
+	}
+	size, w, _, err := readVint(header[n:])
+	if err != nil || uint64(len(header)) < uint64(n+w)+size {
+		return nil, fmt.Errorf("%w: truncated EBML header", ErrInvalid)
+	}
+	pos := n + w + int(size)
+	id, n, err = readID(header[pos:])
+	if err != nil || id != IDSegment {
+		return nil, fmt.Errorf("%w: no Segment after the EBML header", ErrInvalid)
+	}
+	_, w, unknown, err := readVint(header[pos+n:])
+	if err != nil {
+		return nil, fmt.Errorf("%w: Segment size", ErrInvalid)
+	}
+	out := make([]byte, 0, len(header)+8)
+	out = append(out, header[:pos+n]...)
+	if unknown {
+		out = append(out, header[pos+n:pos+n+w]...)
+	} else {
+		out = append(out, 0x01, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
+	}
+	return append(out, header[pos+n+w:]...), nil
+}

@@ -77,15 +77,8 @@ func (r *Reader) Next() (Element, error) {
 		}
 		r.left = 0
 	}
-	for len(r.stack) > 0 {
-		top := r.stack[len(r.stack)-1]
-		if top.end < 0 || r.off < top.end {
-			break
-		}
-		if r.off > top.end {
-			return Element{}, fmt.Errorf("%w: element 0x%X overruns its parent at offset %d", ErrInvalid, uint32(top.id), r.off)
-		}
-		r.stack = r.stack[:len(r.stack)-1]
+	if _, err := r.PopEnded(); err != nil {
+		return Element{}, err
 	}
 	hdr, err := r.br.Peek(12)
 	if len(hdr) == 0 {
@@ -140,6 +133,29 @@ func (r *Reader) Next() (Element, error) {
 	}
 	r.cur = e
 	return e, nil
+}
+
+// PopEnded closes the open elements of known size whose last byte has been
+// read, and returns the depth of the outermost one closed, or -1. It lets a
+// caller learn that a Cluster is complete without waiting for the next
+// element to arrive.
+func (r *Reader) PopEnded() (int, error) {
+	if r.left > 0 {
+		return -1, nil
+	}
+	depth := -1
+	for len(r.stack) > 0 {
+		top := r.stack[len(r.stack)-1]
+		if top.end < 0 || r.off < top.end {
+			break
+		}
+		if r.off > top.end {
+			return -1, fmt.Errorf("%w: element 0x%X overruns its parent at offset %d", ErrInvalid, uint32(top.id), r.off)
+		}
+		r.stack = r.stack[:len(r.stack)-1]
+		depth = len(r.stack)
+	}
+	return depth, nil
 }
 
 // headerErr turns a header cut short by the end of input into

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/kvsgo/kvsgo/internal/server"
+	"github.com/kvsgo/kvsgo/internal/store"
+)
+
+func runServe(env *cliEnv, args []string) error {
+	fs := newFlagSet(env, "serve", "serve [--listen 127.0.0.1:4567] [--data DIR] [--access-key ID --secret-key SECRET]")
+	listen := fs.String("listen", "127.0.0.1:4567", "address to listen on")
+	data := fs.String("data", "kvsgo-data", "directory for the stream index and media")
+	accessKey := fs.String("access-key", "", "accept only requests signed with this access key ID (and --secret-key); without it any well-formed signature is accepted")
+	secretKey := fs.String("secret-key", "", "the secret key for --access-key")
+	region := fs.String("region", "us-east-1", "region in stream ARNs")
+	advertise := fs.String("advertise-url", "", "URL GetDataEndpoint returns (default: this server's address as the client reached it)")
+	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this certificate (PEM)")
+	tlsKey := fs.String("tls-key", "", "the private key for --tls-cert (PEM)")
+	insecure := fs.Bool("insecure", false, "allow listening on a non-loopback address without --access-key")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	log, err := newLogger(env, *logLevel)
+	if err != nil {
+		return err
+	}
+	if (*accessKey == "") != (*secretKey == "") {
+		return fmt.Errorf("--access-key and --secret-key go together")
+	}
+	if (*tlsCert == "") != (*tlsKey == "") {
+		return fmt.Errorf("--tls-cert and --tls-key go together")
+	}
+	if *accessKey == "" && !*insecure && !isLoopback(*listen) {
+		return fmt.Errorf("refusing to listen on %s without credentials: anyone on the network could write and read video. "+
+			"Give --access-key and --secret-key, or --insecure if you really mean it", *listen)
+	}
+	var creds map[string]string
+	if *accessKey != "" {
+		creds = map[string]string{*accessKey: *secretKey}
+	}
+	st, err := store.Open(store.Options{Dir: *data, Logger: log, Region: *region})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	srv := server.New(server.Config{Store: st, Logger: log, Credentials: creds, AdvertiseURL: *advertise})
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s: %w", *listen, err)
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	scheme := "http"
+	if *tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
+		if err != nil {
+			return fmt.Errorf("loading the TLS certificate: %w", err)
+		}
+		hs.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}}
+		ln = tls.NewListener(ln, hs.TLSConfig)
+		scheme = "https"
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	auth := "any well-formed signature"
+	if creds != nil {
+		auth = "signatures by " + *accessKey
+	}
+	log.Info("kvsgo serve ready", "url", scheme+"://"+ln.Addr().String(), "data", *data, "accepts", auth)
+	fmt.Fprintf(env.stdout, "kvsgo serve: listening on %s://%s (data in %s)\n", scheme, ln.Addr(), *data)
+	select {
+	case err := <-errc:
+		return fmt.Errorf("server stopped: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return nil
+}
+
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func newLogger(env *cliEnv, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: l})), nil
+}

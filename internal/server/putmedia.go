@@ -1,0 +1,425 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/kvsgo/kvsgo/internal/store"
+	"github.com/kvsgo/kvsgo/kvs"
+	"github.com/kvsgo/kvsgo/mkv"
+)
+
+// putMedia ingests one PutMedia connection: a Matroska stream read
+// incrementally, each Cluster a fragment, acknowledged as it goes.
+func (s *Server) putMedia(req *request) error {
+	r, w := req.r, req.w
+	st, err := s.resolve(streamRef{StreamName: r.Header.Get("x-amzn-stream-name"), StreamARN: r.Header.Get("x-amzn-stream-arn")})
+	if err != nil {
+		return err
+	}
+	relative := false
+	switch tt := r.Header.Get("x-amzn-fragment-timecode-type"); tt {
+	case "ABSOLUTE":
+	case "RELATIVE":
+		relative = true
+	default:
+		return invalidArgument("x-amzn-fragment-timecode-type must be ABSOLUTE or RELATIVE, not %q.", tt)
+	}
+	startMS, err := parseProducerStart(r.Header.Get("x-amzn-producer-start-timestamp"))
+	if err != nil {
+		return invalidArgument("%v", err)
+	}
+	release, ok := s.store.AcquireIngest(st.Name)
+	if !ok {
+		return errorf(400, "ConnectionLimitExceededException", "Stream %s already has a PutMedia connection; only one is allowed.", st.Name)
+	}
+	defer release()
+	s.metrics.putMedia.Inc()
+	defer s.metrics.putMedia.Dec()
+
+	in := &ingest{
+		s: s, stream: st, relative: relative, startMS: startMS,
+		acksOn:  r.Header.Get("x-amzn-fragment-acknowledgment-required") != "0",
+		opened:  s.cfg.Now(),
+		log:     s.log.With("stream", st.Name, "remote", r.RemoteAddr),
+		acks:    make(chan kvs.Ack, 64),
+		started: make(chan struct{}),
+	}
+	in.log.Info("producer connected", "timecodes", r.Header.Get("x-amzn-fragment-timecode-type"), "user_agent", r.UserAgent())
+	rc := http.NewResponseController(w)
+	if err := rc.EnableFullDuplex(); err != nil {
+		return fmt.Errorf("enabling full-duplex HTTP: %w", err)
+	}
+	// Server shutdown unblocks the body read.
+	stop := context.AfterFunc(s.ctx, func() { _ = rc.SetReadDeadline(time.Now()) })
+	defer stop()
+
+	writerDone := make(chan struct{})
+	go in.writeAcks(w, rc, writerDone)
+	body := &bodyReader{r: r.Body, rc: rc, idle: s.cfg.IdleTimeout, in: in}
+	reason := in.run(body)
+	close(in.acks)
+	<-writerDone
+	in.log.Info("producer disconnected", "reason", reason, "fragments", in.stored, "bytes", in.bytes.Load())
+	return nil
+}
+
+// parseProducerStart reads x-amzn-producer-start-timestamp, "<sec>.<ms>".
+// The C producer prints the milliseconds without zero padding (5 ms is
+// ".5") and the Java SDK with three digits, so the part after the dot is a
+// whole number of milliseconds.
+func parseProducerStart(v string) (int64, error) {
+	if v == "" {
+		return 0, nil
+	}
+	secs, ms, _ := strings.Cut(v, ".")
+	sec, err := strconv.ParseInt(secs, 10, 64)
+	if err != nil || sec < 0 {
+		return 0, fmt.Errorf("x-amzn-producer-start-timestamp %q is not <seconds>.<milliseconds>", v)
+	}
+	var m int64
+	if ms != "" {
+		if m, err = strconv.ParseInt(ms, 10, 64); err != nil || m < 0 || m > 999 {
+			return 0, fmt.Errorf("x-amzn-producer-start-timestamp %q is not <seconds>.<milliseconds>", v)
+		}
+	}
+	return sec*1000 + m, nil
+}
+
+// bodyReader reads the PutMedia body, ending the session after the idle
+// timeout and keeping the bytes of the fragment being received.
+type bodyReader struct {
+	r    io.Reader
+	rc   *http.ResponseController
+	idle time.Duration
+	in   *ingest
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	_ = b.rc.SetReadDeadline(time.Now().Add(b.idle))
+	n, err := b.r.Read(p)
+	if n > 0 {
+		b.in.received(p[:n])
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		b.in.readErr = err // a network failure, not bad Matroska
+	}
+	return n, err
+}
+
+// ingest is the state of one PutMedia connection.
+type ingest struct {
+	s        *Server
+	stream   store.Stream
+	relative bool
+	startMS  int64
+	acksOn   bool
+	opened   time.Time
+	log      *slog.Logger
+
+	acks     chan kvs.Ack
+	started  chan struct{}
+	gotData  atomic.Bool
+	lastData atomic.Int64 // unix nanos of the last body bytes
+	bytes    atomic.Int64
+	readErr  error
+
+	// buf holds input bytes from offset base on: the fragment being
+	// received and anything after it the demuxer has read ahead.
+	buf  []byte
+	base int64
+
+	header    []byte
+	scale     int64 // timecode scale, ns
+	tracks    map[uint64]bool
+	prefix    int64 // start of Tags before the next Cluster, -1 if none
+	ebmlStart int64
+
+	inFragment bool
+	frag       fragmentState
+	lastTC     int64
+	haveLastTC bool
+	stored     int
+}
+
+type fragmentState struct {
+	seq         uint64
+	start       int64 // offset of the fragment's first byte (its Tags or Cluster)
+	timecode    int64
+	serverMS    int64
+	producerMS  int64
+	maxBlockTC  int64
+	firstGap    int64
+	blocks      int
+	videoTracks map[uint64]bool
+}
+
+func (in *ingest) received(p []byte) {
+	in.buf = append(in.buf, p...)
+	in.bytes.Add(int64(len(p)))
+	in.lastData.Store(time.Now().UnixNano())
+	in.s.metrics.bytes.WithLabelValues(in.stream.Name).Add(float64(len(p)))
+	if in.gotData.CompareAndSwap(false, true) {
+		close(in.started)
+	}
+}
+
+// writeAcks owns the response: the 200 header once the body has started
+// (so that Go has answered Expect: 100-continue first), then each ack as
+// its own flushed chunk, and IDLE while no data arrives.
+func (in *ingest) writeAcks(w http.ResponseWriter, rc *http.ResponseController, done chan<- struct{}) {
+	defer close(done)
+	var line []byte
+	wroteHeader := false
+	writeHeader := func() {
+		if !wroteHeader {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusOK)
+			_ = rc.Flush()
+			wroteHeader = true
+		}
+	}
+	idle := time.NewTicker(in.s.cfg.IdleInterval)
+	defer idle.Stop()
+	for {
+		select {
+		case <-in.started:
+			writeHeader()
+			in.started = nil // a nil channel never fires again
+		case a, ok := <-in.acks:
+			if !ok {
+				writeHeader()
+				return
+			}
+			writeHeader()
+			line = a.AppendJSON(line[:0])
+			if _, err := w.Write(line); err != nil {
+				in.drain()
+				return
+			}
+			_ = rc.Flush()
+			in.s.metrics.acks.WithLabelValues(string(a.EventType)).Inc()
+		case <-idle.C:
+			if !wroteHeader || time.Since(time.Unix(0, in.lastData.Load())) < in.s.cfg.IdleInterval {
+				continue
+			}
+			idleAck := kvs.Ack{EventType: kvs.AckIdle}
+			line = idleAck.AppendJSON(line[:0])
+			if _, err := w.Write(line); err != nil {
+				in.drain()
+				return
+			}
+			_ = rc.Flush()
+			in.s.metrics.acks.WithLabelValues(string(kvs.AckIdle)).Inc()
+		}
+	}
+}
+
+// drain discards acks once the client has gone, so the reader never blocks.
+func (in *ingest) drain() {
+	for range in.acks { //nolint:revive // discarding on purpose
+	}
+}
+
+func (in *ingest) ack(a kvs.Ack) {
+	if in.acksOn || a.EventType == kvs.AckError {
+		in.acks <- a
+	}
+}
+
+func (in *ingest) fail(id int, err error) string {
+	info := kvs.LookupAckError(id)
+	a := kvs.ErrorAck(id, in.frag.timecode, in.inFragment, "")
+	if in.inFragment {
+		a.FragmentNumber = store.FragmentNumber(in.frag.seq)
+	}
+	in.acks <- a
+	in.s.metrics.ingestErrors.WithLabelValues(info.Code).Inc()
+	in.log.Warn("PutMedia error sent to the producer", "error_id", id, "error_code", info.Code, "cause", err)
+	return info.Code
+}
+
+// run reads the body until it ends or fails, and returns why it ended.
+func (in *ingest) run(body io.Reader) string {
+	in.prefix = -1
+	dem := mkv.NewDemuxer(body)
+	dem.Reader().MaxElementSize = in.s.cfg.MaxFragmentSize
+	for {
+		ev, err := dem.Next()
+		if errors.Is(err, io.EOF) {
+			return "end of stream"
+		}
+		if err != nil {
+			if in.readErr != nil {
+				return fmt.Sprintf("connection lost: %v", in.readErr)
+			}
+			return in.fail(kvs.ErrIDInvalidMKVData, err)
+		}
+		if code, failed := in.handle(ev); failed {
+			return code
+		}
+		if int64(len(in.buf)) > in.s.cfg.MaxFragmentSize+(1<<20) {
+			return in.fail(kvs.ErrIDFragmentSizeReached, fmt.Errorf("%d bytes without a complete fragment", len(in.buf)))
+		}
+	}
+}
+
+func (in *ingest) slice(from, to int64) []byte { return in.buf[from-in.base : to-in.base] }
+
+// trim drops buffered bytes before off.
+func (in *ingest) trim(off int64) {
+	if in.prefix >= 0 {
+		off = min(off, in.prefix)
+	}
+	if in.inFragment {
+		off = min(off, in.frag.start)
+	}
+	if off <= in.base {
+		return
+	}
+	n := copy(in.buf, in.buf[off-in.base:])
+	in.buf = in.buf[:n]
+	in.base = off
+}
+
+func (in *ingest) handle(ev *mkv.Event) (code string, failed bool) {
+	switch ev.Type {
+	case mkv.EventEBML:
+		in.ebmlStart = ev.Offset
+		in.header = nil
+	case mkv.EventHeader:
+		hdr, err := mkv.WithUnknownSegmentSize(in.slice(in.ebmlStart, ev.End))
+		if err != nil {
+			return in.fail(kvs.ErrIDInvalidMKVData, err), true
+		}
+		if n := len(ev.Header.Tracks); n == 0 || n > in.s.cfg.MaxTracks {
+			return in.fail(kvs.ErrIDTooManyTracks, fmt.Errorf("%d tracks (at most %d)", n, in.s.cfg.MaxTracks)), true
+		}
+		in.header = hdr
+		in.scale = int64(ev.Header.TimecodeScale)
+		if in.scale == 0 {
+			in.scale = mkv.DefaultTimecodeScale
+		}
+		in.tracks = map[uint64]bool{}
+		for _, t := range ev.Header.Tracks {
+			in.tracks[t.Number] = t.Type == mkv.TrackTypeVideo
+		}
+		in.trim(ev.End)
+	case mkv.EventTags:
+		if ev.Depth == 1 && !in.inFragment && !isEndOfFragment(ev.Tags) && in.header != nil {
+			if in.prefix < 0 {
+				in.prefix = ev.Offset
+			}
+		} else {
+			in.trim(ev.End)
+		}
+	case mkv.EventCluster:
+		return in.startFragment(ev)
+	case mkv.EventBlock:
+		return in.block(ev)
+	case mkv.EventClusterEnd:
+		return in.endFragment(ev.Offset)
+	}
+	return "", false
+}
+
+func isEndOfFragment(tags []mkv.SimpleTag) bool {
+	for _, t := range tags {
+		if t.Name == mkv.TagEndOfFragment {
+			return true
+		}
+	}
+	return false
+}
+
+func (in *ingest) startFragment(ev *mkv.Event) (string, bool) {
+	if in.header == nil {
+		return in.fail(kvs.ErrIDInvalidMKVData, errors.New("a Cluster before the stream's Tracks")), true
+	}
+	if age := in.s.cfg.Now().Sub(in.opened); age > in.s.cfg.MaxConnectionDuration {
+		return in.fail(kvs.ErrIDConnectionDuration, fmt.Errorf("connection open for %s", age.Round(time.Second))), true
+	}
+	now := in.s.cfg.Now()
+	start := ev.Offset
+	if in.prefix >= 0 {
+		start = in.prefix
+	}
+	tcMS := ev.Timecode * in.scale / 1e6
+	in.frag = fragmentState{seq: in.s.store.ReserveFragment(), start: start, timecode: ev.Timecode, serverMS: now.UnixMilli(),
+		producerMS: tcMS, maxBlockTC: ev.Timecode}
+	if in.relative {
+		in.frag.producerMS = in.startMS + tcMS
+	}
+	in.inFragment = true
+	in.prefix = -1
+	if in.haveLastTC && ev.Timecode < in.lastTC {
+		return in.fail(kvs.ErrIDTimecodeNotMonotonic, fmt.Errorf("fragment timecode %d after %d", ev.Timecode, in.lastTC)), true
+	}
+	in.ack(kvs.Ack{EventType: kvs.AckBuffering, FragmentTimecode: ev.Timecode, HasTimecode: true, FragmentNumber: store.FragmentNumber(in.frag.seq)})
+	return "", false
+}
+
+func (in *ingest) block(ev *mkv.Event) (string, bool) {
+	isVideo, ok := in.tracks[ev.Block.Track]
+	if !ok {
+		return in.fail(kvs.ErrIDTrackNumberMismatch, fmt.Errorf("a frame for track %d, which the header does not have", ev.Block.Track)), true
+	}
+	f := &in.frag
+	if d := time.Duration((ev.Timecode - f.timecode) * in.scale); d > in.s.cfg.MaxFragmentDuration {
+		return in.fail(kvs.ErrIDFragmentDurationReached, fmt.Errorf("a frame %s into the fragment (at most %s)", d, in.s.cfg.MaxFragmentDuration)), true
+	}
+	if size := ev.Offset - f.start; size > in.s.cfg.MaxFragmentSize {
+		return in.fail(kvs.ErrIDFragmentSizeReached, fmt.Errorf("fragment of %d bytes (at most %d)", size, in.s.cfg.MaxFragmentSize)), true
+	}
+	if isVideo {
+		if f.blocks == 1 && ev.Timecode > f.timecode {
+			f.firstGap = ev.Timecode - f.timecode
+		}
+		f.blocks++
+		f.maxBlockTC = max(f.maxBlockTC, ev.Timecode)
+	}
+	return "", false
+}
+
+func (in *ingest) endFragment(end int64) (string, bool) {
+	if !in.inFragment {
+		return "", false
+	}
+	f := in.frag
+	in.inFragment = false
+	in.lastTC, in.haveLastTC = f.timecode, true
+	in.ack(kvs.Ack{EventType: kvs.AckReceived, FragmentTimecode: f.timecode, HasTimecode: true, FragmentNumber: store.FragmentNumber(f.seq)})
+	// The fragment lasts until its last frame ends; a frame lasts about as
+	// long as the gap between the first two.
+	durationMS := ((f.maxBlockTC - f.timecode) + f.firstGap) * in.scale / 1e6
+	stored, dup, err := in.s.store.AppendFragment(in.stream.Name, store.NewFragment{
+		Seq: f.seq, Header: in.header, Body: in.slice(f.start, end),
+		ProducerMS: f.producerMS, ServerMS: f.serverMS, DurationMS: durationMS, Timecode: f.timecode,
+	})
+	in.trim(end)
+	if err != nil {
+		if errors.Is(err, store.ErrStreamNotFound) {
+			return in.fail(kvs.ErrIDStreamNotActive, err), true
+		}
+		return in.fail(kvs.ErrIDArchival, err), true
+	}
+	in.stored++
+	if dup {
+		in.log.Info("fragment already stored (sent again)", "fragment", stored.Number(), "producer_timestamp_ms", f.producerMS)
+	} else {
+		in.s.metrics.fragments.WithLabelValues(in.stream.Name).Inc()
+		in.log.Info("fragment stored", "fragment", stored.Number(), "timecode", f.timecode, "bytes", stored.BodyLen, "duration_ms", durationMS)
+	}
+	if in.stream.RetentionHours > 0 {
+		in.ack(kvs.Ack{EventType: kvs.AckPersisted, FragmentTimecode: f.timecode, HasTimecode: true, FragmentNumber: stored.Number()})
+	}
+	return "", false
+}
