@@ -78,15 +78,16 @@ func unlace(frames [][]byte, p []byte, lacing byte) ([][]byte, error) {
 			sizes = append(sizes, len(p)/count)
 		}
 	case 3: // EBML: first size a vint, then signed differences
+		if count == 1 {
+			break // a single frame has no size: it is the rest
+		}
 		first, w, _, err := readVint(p)
 		if err != nil {
 			return nil, fmt.Errorf("%w: EBML lacing", ErrInvalid)
 		}
 		p = p[w:]
 		n := int64(first)
-		if count > 1 {
-			sizes = append(sizes, int(n))
-		}
+		sizes = append(sizes, int(n))
 		for range count - 2 {
 			v, w, _, err := readVint(p)
 			if err != nil {

@@ -96,6 +96,7 @@ type Demuxer struct {
 	groupRef   bool
 	groupBlock bool
 	tags       []SimpleTag
+	tagDepth   int // depth of the SimpleTags being collected
 	done       bool
 }
 
@@ -231,6 +232,7 @@ func (d *Demuxer) handle(e Element) error {
 		d.header.Tracks = append(d.header.Tracks, Track{})
 	case IDSimpleTag:
 		if e.Parent == IDTag {
+			d.tagDepth = e.Depth
 			if len(d.tags) >= MaxTagsPerElement {
 				return fmt.Errorf("%w: more than %d tags in one Tags element", ErrInvalid, MaxTagsPerElement)
 			}
@@ -320,8 +322,8 @@ func (d *Demuxer) handleLeaf(e Element) error {
 		}
 		return d.trackMedia(t, e.ID)
 	case IDSimpleTag:
-		if len(d.tags) == 0 {
-			return nil
+		if len(d.tags) == 0 || e.Depth != d.tagDepth+1 {
+			return nil // nested SimpleTags are not collected
 		}
 		t := &d.tags[len(d.tags)-1]
 		switch e.ID {

@@ -80,15 +80,17 @@ func (r *Reader) Next() (Element, error) {
 	if _, err := r.PopEnded(); err != nil {
 		return Element{}, err
 	}
-	hdr, err := r.br.Peek(12)
-	if len(hdr) == 0 {
-		if errors.Is(err, io.EOF) {
+	hdr, err := r.peekHeader()
+	if err != nil {
+		if errors.Is(err, io.EOF) && len(hdr) == 0 {
 			if r.insideKnownSize() {
 				return Element{}, io.ErrUnexpectedEOF
 			}
 			return Element{}, io.EOF
 		}
-		return Element{}, err
+		if len(hdr) == 0 || !errors.Is(err, io.EOF) && !errors.Is(err, errShort) {
+			return Element{}, err
+		}
 	}
 	id, idLen, err := readID(hdr)
 	if err != nil {
@@ -111,7 +113,9 @@ func (r *Reader) Next() (Element, error) {
 	if n := len(r.stack); n > 0 {
 		top := r.stack[n-1]
 		e.Parent, e.Depth = top.id, n
-		if top.end >= 0 && (e.Size == UnknownSize || e.DataOffset()+e.Size > top.end) {
+		// An element of unknown size inside one of known size ends with it
+		// (RFC 8794 6.2); a known size must fit in every known ancestor.
+		if end := r.knownEnd(); end >= 0 && e.Size != UnknownSize && (e.DataOffset()+e.Size > end || e.DataOffset() > end) {
 			return Element{}, fmt.Errorf("%w: element 0x%X at offset %d does not fit in its parent 0x%X", ErrInvalid, uint32(id), e.Offset, uint32(top.id))
 		}
 	}
@@ -143,19 +147,63 @@ func (r *Reader) PopEnded() (int, error) {
 	if r.left > 0 {
 		return -1, nil
 	}
+	// The outermost known-size element that has ended closes everything
+	// inside it, unknown sizes included.
 	depth := -1
-	for len(r.stack) > 0 {
-		top := r.stack[len(r.stack)-1]
-		if top.end < 0 || r.off < top.end {
-			break
+	for i, o := range r.stack {
+		if o.end < 0 || r.off < o.end {
+			continue
 		}
-		if r.off > top.end {
-			return -1, fmt.Errorf("%w: element 0x%X overruns its parent at offset %d", ErrInvalid, uint32(top.id), r.off)
+		if r.off > o.end {
+			return -1, fmt.Errorf("%w: element 0x%X overruns its parent at offset %d", ErrInvalid, uint32(o.id), r.off)
 		}
-		r.stack = r.stack[:len(r.stack)-1]
-		depth = len(r.stack)
+		depth = i
+		break
+	}
+	if depth >= 0 {
+		r.stack = r.stack[:depth]
 	}
 	return depth, nil
+}
+
+// knownEnd returns the end of the innermost open element of known size,
+// or -1.
+func (r *Reader) knownEnd() int64 {
+	for i := len(r.stack) - 1; i >= 0; i-- {
+		if r.stack[i].end >= 0 {
+			return r.stack[i].end
+		}
+	}
+	return -1
+}
+
+// peekHeader returns the bytes of the next element's ID and size without
+// consuming them. It asks for exactly as many bytes as the header has, so
+// that a short final element (a 10-byte TagString closing a fragment) is
+// seen while the sender waits for an answer.
+func (r *Reader) peekHeader() ([]byte, error) {
+	b, err := r.br.Peek(1)
+	if err != nil {
+		return b, err
+	}
+	idLen := 1
+	for mask := byte(0x80); b[0]&mask == 0 && idLen <= 4; mask >>= 1 {
+		idLen++
+	}
+	if idLen > 4 {
+		return b, nil // readID reports it
+	}
+	if b, err = r.br.Peek(idLen + 1); err != nil {
+		return b, err
+	}
+	sizeLen := 1
+	for mask := byte(0x80); b[idLen]&mask == 0 && sizeLen <= 8; mask >>= 1 {
+		sizeLen++
+	}
+	if sizeLen > 8 {
+		return b, nil // readVint reports it
+	}
+	return r.br.Peek(idLen + sizeLen)
 }
 
 // headerErr turns a header cut short by the end of input into
@@ -213,19 +261,29 @@ func (r *Reader) Data() ([]byte, error) {
 	if r.left > limit {
 		return nil, fmt.Errorf("%w: element 0x%X of %d bytes (limit %d)", ErrTooLarge, uint32(r.cur.ID), r.left, limit)
 	}
+	// Grow the buffer as the bytes arrive rather than trusting the size a
+	// sender claims: a few bytes must not reserve megabytes.
 	n := int(r.left)
-	if cap(r.data) < n {
-		r.data = make([]byte, n)
-	}
-	r.data = r.data[:n]
-	if _, err := io.ReadFull(r.br, r.data); err != nil {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
+	r.data = r.data[:0]
+	for len(r.data) < n {
+		chunk := min(n-len(r.data), max(64<<10, len(r.data)))
+		if cap(r.data)-len(r.data) < chunk {
+			grown := make([]byte, len(r.data), len(r.data)+chunk)
+			copy(grown, r.data)
+			r.data = grown
 		}
-		return nil, err
+		start := len(r.data)
+		r.data = r.data[:start+chunk]
+		read, err := io.ReadFull(r.br, r.data[start:])
+		r.off += int64(read)
+		r.left -= int64(read)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
 	}
-	r.off += int64(n)
-	r.left = 0
 	return r.data, nil
 }
 

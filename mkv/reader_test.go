@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
+	"time"
 
 	"github.com/kvsgo/kvsgo/internal/mediatest"
 )
@@ -283,5 +284,67 @@ func TestParseBlockLacing(t *testing.T) {
 	}
 	if _, err := ParseBlock(append(head(0x02), 5, 255), nil); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("truncated lacing: %v", err)
+	}
+}
+
+// TestLiveEndOfFragment: the END_OF_FRAGMENT tag is reported while the
+// sender keeps the connection open (as the KVS SDK does, waiting for its
+// last PERSISTED ack).
+func TestLiveEndOfFragment(t *testing.T) {
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	events := make(chan EventType, 16)
+	go func() {
+		defer close(events)
+		d := NewDemuxer(pr)
+		for {
+			ev, err := d.Next()
+			if err != nil {
+				return
+			}
+			events <- ev.Type
+		}
+	}()
+	w, _ := NewWriter(pw, goldenHeader())
+	must(t, w.WriteFrame(1, 0, true, []byte{0, 0, 0, 1, 0x65}))
+	must(t, w.EndFragment())
+	want := []EventType{EventEBML, EventHeader, EventCluster, EventBlock, EventClusterEnd, EventTags}
+	for i, wt := range want {
+		select {
+		case got := <-events:
+			if got != wt {
+				t.Fatalf("event %d: %v, want %v", i, got, wt)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("event %d (%v) not reported while the sender waits", i, wt)
+		}
+	}
+}
+
+func TestUnknownSizeInsideKnownSize(t *testing.T) {
+	tc := element(IDTimecode, 1, []byte{1})
+	blk := element(IDSimpleBlock, 1, []byte{0x81, 0, 0, 0x80, 7})
+	seg := element(IDSegment, 8,
+		element(IDTracks, 1, element(IDTrackEntry, 1, element(IDTrackNumber, 1, []byte{1}))),
+		unknown(IDCluster, tc, blk), unknown(IDCluster, tc, blk))
+	stream := append(append(append([]byte(nil), ebmlHeader[:]...), seg...), ebmlHeader[:]...)
+	res := walk(bytes.NewReader(stream))
+	if res.err != nil || res.clusters != 2 || res.blocks != 2 || res.streams != 2 {
+		t.Fatalf("%+v", res)
+	}
+}
+
+func TestNestedSimpleTagsAndSingleLace(t *testing.T) {
+	inner := element(IDSimpleTag, 1, element(IDTagName, 1, []byte("B")), element(IDTagString, 1, []byte("2")))
+	tags := element(IDTags, 1, element(IDTag, 1, element(IDSimpleTag, 1,
+		element(IDTagName, 1, []byte("A")), element(IDTagString, 1, []byte("1")), inner)))
+	d := NewDemuxer(bytes.NewReader(tags))
+	ev, err := d.Next()
+	if err != nil || ev.Type != EventTags || len(ev.Tags) != 1 || ev.Tags[0] != (SimpleTag{"A", "1"}) {
+		t.Fatalf("%+v %v", ev, err)
+	}
+	b, err := ParseBlock([]byte{0x81, 0, 0, 0x06, 0x00, 0xaa, 0xbb}, nil)
+	if err != nil || len(b.Frames) != 1 || !bytes.Equal(b.Frames[0], []byte{0xaa, 0xbb}) {
+		t.Fatalf("single-frame EBML lace: %+v %v", b, err)
 	}
 }

@@ -1,6 +1,7 @@
 package mkv
 
 import (
+	"crypto/rand"
 	"fmt"
 	"io"
 	"time"
@@ -30,6 +31,17 @@ type Writer struct {
 func NewWriter(w io.Writer, h Header) (*Writer, error) {
 	if len(h.Tracks) == 0 {
 		return nil, fmt.Errorf("%w: no tracks", ErrInvalid)
+	}
+	// Matroska forbids zero UIDs: a random SegmentUID, as the KVS SDK
+	// makes per stream, and track UIDs from their numbers.
+	if h.SegmentUID == [16]byte{} {
+		_, _ = rand.Read(h.SegmentUID[:])
+	}
+	h.Tracks = append([]Track(nil), h.Tracks...)
+	for i := range h.Tracks {
+		if h.Tracks[i].UID == 0 {
+			h.Tracks[i].UID = h.Tracks[i].Number
+		}
 	}
 	wr := &Writer{w: w, header: h, scale: int64(h.timecodeScale())}
 	wr.fragTrack = h.Tracks[0].Number

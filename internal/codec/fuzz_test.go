@@ -25,8 +25,8 @@ func seedFixtures(f *testing.F, n int, args ...any) {
 // the whole Annex-B path: access units, parameter sets, codec private data
 // and timestamps. Nothing may panic, and memory stays bounded.
 func FuzzAnnexBReader(f *testing.F) {
-	seedFixtures(f, 6000, uint8(7), false)
-	seedFixtures(f, 6000, uint8(200), true)
+	seedFixtures(f, 1500, uint8(7), false)
+	seedFixtures(f, 1500, uint8(200), true)
 	f.Add([]byte{0, 0, 1, 0x67, 0, 0, 0, 1, 0x68, 0, 0, 1, 0x65, 0x88}, uint8(1), false)
 	f.Fuzz(func(t *testing.T, data []byte, chunk uint8, h265 bool) {
 		c := H264

@@ -13,8 +13,14 @@ var ErrNoPOC = errors.New("picture order count not available")
 // PTSDeriver gives presentation timestamps to access units that arrive in
 // decoding order without them, as raw Annex-B from an encoder does. With
 // B-frames, pictures are presented in picture order count (POC) order, so a
-// picture's presentation time is the time of the last random access point
-// plus its POC distance from it, in frames.
+// picture's presentation time is the time of the picture that last reset
+// the POC plus its POC distance from it, in frames. Open GOPs (H.265 CRA
+// pictures with leading pictures) keep counting across the CRA, as the POC
+// does.
+//
+// As long as every picture's POC distance matches its decoding distance (no
+// reordering: most cameras), the presentation time is the decoding time, so
+// a frame interval that is only an estimate cannot make timestamps drift.
 //
 // The POC step between consecutive frames is not signalled: x264 counts in
 // twos, x265 in ones. The deriver starts from the usual step of each codec
@@ -23,16 +29,17 @@ type PTSDeriver struct {
 	Codec Codec
 
 	prevMsb, prevLsb int32 // POC state of the previous reference picture
-	anchorPOC        int32
+	anchorPOC        int32 // POC of the picture that last reset the POC
 	anchorPTS        time.Duration
+	decoded          int32 // pictures decoded since the anchor
 	step             int32
 	anchored         bool
+	reordered        bool // pictures have been seen out of order
 }
 
 // PTS returns the presentation time of au, which is decoded at dts; frame
 // is the duration of one frame. params must have seen the stream's SPS (and
-// for H.265 its PPS). For streams whose presentation order is their
-// decoding order it returns dts.
+// for H.265 its PPS).
 func (d *PTSDeriver) PTS(au [][]byte, dts, frame time.Duration, params *Params) (time.Duration, error) {
 	var slice []byte
 	for _, n := range au {
@@ -71,14 +78,19 @@ func (d *PTSDeriver) PTS(au [][]byte, dts, frame time.Duration, params *Params) 
 			d.step = 1
 		}
 	}
-	if reset || !d.anchored || d.Codec.isKeyNALU(slice) {
-		d.anchorPOC, d.anchorPTS, d.anchored = poc, dts, true
+	if reset || !d.anchored {
+		d.anchorPOC, d.anchorPTS, d.anchored, d.decoded = poc, dts, true, 0
 		return dts, nil
 	}
+	d.decoded++
 	diff := poc - d.anchorPOC
 	if diff%d.step != 0 {
 		d.step = gcd(d.step, abs32(diff))
 	}
+	if !d.reordered && diff/d.step == d.decoded {
+		return dts, nil
+	}
+	d.reordered = true // from here on, presentation follows the POC
 	return d.anchorPTS + time.Duration(diff/d.step)*frame, nil
 }
 
@@ -189,7 +201,7 @@ func (d *PTSDeriver) h265POC(nalu []byte, p *Params) (poc int32, reset bool, err
 	}
 	lsb := int32(v)
 	// BLA pictures, and a CRA that starts decoding, restart the POC MSB.
-	reset = t < h265CRA && irap || (t == h265CRA && !d.anchored)
+	reset = (t < h265CRA && irap) || (t == h265CRA && !d.anchored)
 	msb := int32(0)
 	if !reset {
 		msb = pocMsb(d.prevMsb, d.prevLsb, lsb, int32(1)<<lsbBits)

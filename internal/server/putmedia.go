@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -65,7 +66,7 @@ func (s *Server) putMedia(req *request) error {
 	writerDone := make(chan struct{})
 	go in.writeAcks(w, rc, writerDone)
 	body := &bodyReader{r: r.Body, rc: rc, idle: s.cfg.IdleTimeout, in: in}
-	reason := in.run(body)
+	reason := in.runSafely(body)
 	close(in.acks)
 	<-writerDone
 	in.log.Info("producer disconnected", "reason", reason, "fragments", in.stored, "bytes", in.bytes.Load())
@@ -247,9 +248,21 @@ func (in *ingest) fail(id int, err error) string {
 	return info.Code
 }
 
+// runSafely runs the session; a bug must not take the server down nor leave
+// the ack writer using a finished response.
+func (in *ingest) runSafely(body io.Reader) (reason string) {
+	defer func() {
+		if r := recover(); r != nil {
+			in.log.Error("PutMedia session crashed", "panic", r, "stack", string(debug.Stack()))
+			reason = in.fail(kvs.ErrIDInternal, fmt.Errorf("internal error: %v", r))
+		}
+	}()
+	return in.run(body)
+}
+
 // run reads the body until it ends or fails, and returns why it ended.
 func (in *ingest) run(body io.Reader) string {
-	in.prefix = -1
+	in.prefix, in.ebmlStart = -1, -1
 	dem := mkv.NewDemuxer(body)
 	dem.Reader().MaxElementSize = in.s.cfg.MaxFragmentSize
 	for {
@@ -282,6 +295,9 @@ func (in *ingest) trim(off int64) {
 	if in.inFragment {
 		off = min(off, in.frag.start)
 	}
+	if in.header == nil && in.ebmlStart >= 0 {
+		off = min(off, in.ebmlStart) // the header is still arriving
+	}
 	if off <= in.base {
 		return
 	}
@@ -303,7 +319,7 @@ func (in *ingest) handle(ev *mkv.Event) (code string, failed bool) {
 		if n := len(ev.Header.Tracks); n == 0 || n > in.s.cfg.MaxTracks {
 			return in.fail(kvs.ErrIDTooManyTracks, fmt.Errorf("%d tracks (at most %d)", n, in.s.cfg.MaxTracks)), true
 		}
-		in.header = hdr
+		in.header, in.ebmlStart = hdr, -1
 		in.scale = int64(ev.Header.TimecodeScale)
 		if in.scale == 0 {
 			in.scale = mkv.DefaultTimecodeScale

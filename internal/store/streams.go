@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"os"
-	"sort"
 	"strings"
 	"time"
 
@@ -153,6 +152,10 @@ func (s *Store) ListStreams(prefix, after string, max int) (list []Stream, more 
 // UpdateStream applies fn to a stream if version matches (or is empty)
 // and gives it a new version.
 func (s *Store) UpdateStream(name, version string, fn func(*Stream) error) (Stream, error) {
+	return s.updateStream(name, version, true, fn)
+}
+
+func (s *Store) updateStream(name, version string, bump bool, fn func(*Stream) error) (Stream, error) {
 	var st Stream
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		var err error
@@ -165,15 +168,18 @@ func (s *Store) UpdateStream(name, version string, fn func(*Stream) error) (Stre
 		if err := fn(&st); err != nil {
 			return err
 		}
-		st.Version = newVersion()
+		if bump {
+			st.Version = newVersion()
+		}
 		return putJSON(tx.Bucket(bucketStreams), name, st)
 	})
 	return st, err
 }
 
-// TagStream adds or replaces tags.
+// TagStream adds or replaces tags. Tags are not part of the stream's
+// versioned configuration.
 func (s *Store) TagStream(name string, tags map[string]string, limit int) error {
-	_, err := s.UpdateStream(name, "", func(st *Stream) error {
+	_, err := s.updateStream(name, "", false, func(st *Stream) error {
 		merged := maps.Clone(st.Tags)
 		if merged == nil {
 			merged = map[string]string{}
@@ -193,7 +199,7 @@ var ErrTooManyTags = fmt.Errorf("too many tags")
 
 // UntagStream removes tags.
 func (s *Store) UntagStream(name string, keys []string) error {
-	_, err := s.UpdateStream(name, "", func(st *Stream) error {
+	_, err := s.updateStream(name, "", false, func(st *Stream) error {
 		for _, k := range keys {
 			delete(st.Tags, k)
 		}
@@ -238,14 +244,4 @@ func (s *Store) DeleteStream(name, version string) error {
 	}
 	s.log.Info("stream deleted", "stream", name)
 	return nil
-}
-
-// sortedKeys returns a map's keys in order.
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
