@@ -105,7 +105,9 @@ type bodyReader struct {
 }
 
 func (b *bodyReader) Read(p []byte) (int, error) {
-	_ = b.rc.SetReadDeadline(time.Now().Add(b.idle))
+	if b.rc != nil {
+		_ = b.rc.SetReadDeadline(time.Now().Add(b.idle))
+	}
 	n, err := b.r.Read(p)
 	if n > 0 {
 		b.in.received(p[:n])
@@ -152,15 +154,14 @@ type ingest struct {
 }
 
 type fragmentState struct {
-	seq         uint64
-	start       int64 // offset of the fragment's first byte (its Tags or Cluster)
-	timecode    int64
-	serverMS    int64
-	producerMS  int64
-	maxBlockTC  int64
-	firstGap    int64
-	blocks      int
-	videoTracks map[uint64]bool
+	seq        uint64
+	start      int64 // offset of the fragment's first byte (its Tags or Cluster)
+	timecode   int64
+	serverMS   int64
+	producerMS int64
+	maxBlockTC int64
+	firstGap   int64
+	blocks     int
 }
 
 func (in *ingest) received(p []byte) {
@@ -312,6 +313,9 @@ func (in *ingest) handle(ev *mkv.Event) (code string, failed bool) {
 		in.ebmlStart = ev.Offset
 		in.header = nil
 	case mkv.EventHeader:
+		if in.ebmlStart < in.base || ev.End < in.ebmlStart {
+			return in.fail(kvs.ErrIDInvalidMKVData, errors.New("a Tracks element without an EBML header before it")), true
+		}
 		hdr, err := mkv.WithUnknownSegmentSize(in.slice(in.ebmlStart, ev.End))
 		if err != nil {
 			return in.fail(kvs.ErrIDInvalidMKVData, err), true

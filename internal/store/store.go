@@ -17,6 +17,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // Errors callers map to API errors.
@@ -95,7 +96,7 @@ func Open(opts Options) (*Store, error) {
 	}
 	db, err := bolt.Open(filepath.Join(opts.Dir, "index.db"), 0o644, &bolt.Options{Timeout: 2 * time.Second})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("the data directory %s is in use by another kvsgo serve", opts.Dir)
 		}
 		return nil, fmt.Errorf("opening the index: %w", err)

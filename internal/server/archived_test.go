@@ -1,0 +1,125 @@
+package server_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/kvsgo/kvsgo/internal/mediatest"
+)
+
+type listed struct {
+	Fragments []struct {
+		FragmentNumber               string
+		FragmentSizeInBytes          int64
+		ProducerTimestamp            float64
+		ServerTimestamp              float64
+		FragmentLengthInMilliseconds int64
+	}
+	NextToken string
+}
+
+// TestArchivedMediaWithAWSCLI: list-fragments with both selectors and
+// paging, and get-media-for-fragment-list, through the real AWS CLI.
+func TestArchivedMediaWithAWSCLI(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t)
+	ts.createStream(t, "capture", 24)
+	data, err := os.ReadFile(mediatest.Reference(t, "kvssink-capture/04_putMedia.body"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := time.Now().Add(-time.Second)
+	putMedia(t, ts.URL, "capture", bytes.NewReader(data), "ABSOLUTE")
+	after := time.Now().Add(time.Second)
+
+	list := func(args ...string) listed {
+		t.Helper()
+		out, code, stderr := ts.aws(t, append([]string{"kinesis-video-archived-media", "list-fragments", "--stream-name", "capture"}, args...)...)
+		if code != 0 {
+			t.Fatalf("list-fragments %v: %s", args, stderr)
+		}
+		var l listed
+		if err := json.Unmarshal([]byte(out), &l); err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	all := list()
+	if len(all.Fragments) != 12 {
+		t.Fatalf("%d fragments", len(all.Fragments))
+	}
+	first := all.Fragments[0]
+	if first.FragmentSizeInBytes == 0 || first.FragmentLengthInMilliseconds < 700 || first.FragmentLengthInMilliseconds > 900 {
+		t.Fatalf("first fragment: %+v (25 frames at 30 fps is 833 ms)", first)
+	}
+	// The producer timestamps are kvssink's absolute cluster timecodes.
+	p0 := first.ProducerTimestamp
+	byProducer := list("--fragment-selector", fmt.Sprintf(
+		"FragmentSelectorType=PRODUCER_TIMESTAMP,TimestampRange={StartTimestamp=%.3f,EndTimestamp=%.3f}", p0+0.5, p0+2.6))
+	if len(byProducer.Fragments) != 3 {
+		t.Fatalf("producer range: %d fragments, want 3", len(byProducer.Fragments))
+	}
+	byServer := list("--fragment-selector", fmt.Sprintf(
+		"FragmentSelectorType=SERVER_TIMESTAMP,TimestampRange={StartTimestamp=%d,EndTimestamp=%d}", before.Unix(), after.Unix()))
+	if len(byServer.Fragments) != 12 {
+		t.Fatalf("server range: %d fragments, want 12", len(byServer.Fragments))
+	}
+	if none := list("--fragment-selector", "FragmentSelectorType=SERVER_TIMESTAMP,TimestampRange={StartTimestamp=1000,EndTimestamp=2000}"); len(none.Fragments) != 0 {
+		t.Fatalf("empty range: %d fragments", len(none.Fragments))
+	}
+	// Paging with NextToken gives the same fragments.
+	var paged []string
+	var page listed
+	page = list("--max-results", "5")
+	paged = append(paged, numbers(page)...)
+	for page.NextToken != "" {
+		page = list("--max-results", "5", "--next-token", page.NextToken)
+		paged = append(paged, numbers(page)...)
+	}
+	if fmt.Sprint(paged) != fmt.Sprint(numbers(all)) {
+		t.Fatalf("paged %v, all %v", paged, numbers(all))
+	}
+
+	// Two fragments, in the order asked.
+	out := filepath.Join(t.TempDir(), "two.mkv")
+	if o, code, stderr := ts.aws(t, "kinesis-video-archived-media", "get-media-for-fragment-list", out, "--stream-name", "capture",
+		"--fragments", all.Fragments[3].FragmentNumber, all.Fragments[1].FragmentNumber); code != 0 {
+		t.Fatalf("get-media-for-fragment-list: %s %s", o, stderr)
+	}
+	got, _ := os.ReadFile(out)
+	gotFrames, tags, streams := frames(t, got)
+	if streams != 2 || len(gotFrames) != 50 || tags["AWS_KINESISVIDEO_FRAGMENT_NUMBER"][0] != all.Fragments[3].FragmentNumber {
+		t.Fatalf("%d chunks, %d frames, numbers %v", streams, len(gotFrames), tags["AWS_KINESISVIDEO_FRAGMENT_NUMBER"])
+	}
+	if _, code, stderr := ts.aws(t, "kinesis-video-archived-media", "get-media-for-fragment-list", out, "--stream-name", "capture",
+		"--fragments", "91343852333000000000000000000000000000099999"); code == 0 || !bytes.Contains([]byte(stderr), []byte("ResourceNotFoundException")) {
+		t.Fatalf("unknown fragment: exit %d %s", code, stderr)
+	}
+
+	// GetMedia from a fragment number and from a producer timestamp.
+	fromFour := mustGetMedia(t, ts, "capture", `{"StartSelectorType":"FRAGMENT_NUMBER","AfterFragmentNumber":"`+all.Fragments[4].FragmentNumber+`"}`)
+	if _, _, n := frames(t, fromFour); n != 8 {
+		t.Fatalf("GetMedia from fragment 4: %d fragments, want 8", n)
+	}
+	fromTime := mustGetMedia(t, ts, "capture", fmt.Sprintf(`{"StartSelectorType":"PRODUCER_TIMESTAMP","StartTimestamp":%.3f}`, all.Fragments[10].ProducerTimestamp+0.1))
+	if _, _, n := frames(t, fromTime); n != 2 {
+		t.Fatalf("GetMedia from inside fragment 10: %d fragments, want 2", n)
+	}
+	cont := mustGetMedia(t, ts, "capture", `{"StartSelectorType":"CONTINUATION_TOKEN","ContinuationToken":"`+all.Fragments[10].FragmentNumber+`"}`)
+	if _, _, n := frames(t, cont); n != 1 {
+		t.Fatalf("GetMedia after a continuation token: %d fragments, want 1", n)
+	}
+}
+
+func numbers(l listed) []string {
+	var n []string
+	for _, f := range l.Fragments {
+		n = append(n, f.FragmentNumber)
+	}
+	return n
+}

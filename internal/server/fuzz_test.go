@@ -1,0 +1,108 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+
+	"github.com/kvsgo/kvsgo/internal/store"
+	"github.com/kvsgo/kvsgo/kvs"
+)
+
+func fuzzServer(f *testing.F) (*Server, store.Stream) {
+	st, err := store.Open(store.Options{Dir: f.TempDir()})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { st.Close() })
+	stream, err := st.CreateStream(store.NewStream{Name: "fuzz", RetentionHours: 1})
+	if err != nil {
+		f.Fatal(err)
+	}
+	return New(Config{Store: st, Logger: slog.New(slog.DiscardHandler)}), stream
+}
+
+// FuzzPutMediaBody: any PutMedia body ends the session with an ack
+// stream, never a panic, and never more buffered than the limits allow.
+func FuzzPutMediaBody(f *testing.F) {
+	for _, p := range []string{"../../../shared/reference/kvssink-capture/04_putMedia.body", "../../testdata/h264-aac.mkv"} {
+		b, err := os.ReadFile(filepath.FromSlash(p))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b[:min(len(b), 3000)])
+	}
+	s, stream := fuzzServer(f)
+	s.cfg.MaxFragmentSize = 1 << 16
+	f.Fuzz(func(t *testing.T, data []byte) {
+		in := &ingest{s: s, stream: stream, acksOn: true, opened: time.Now(), log: s.log,
+			acks: make(chan kvs.Ack, 16), started: make(chan struct{})}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for a := range in.acks {
+				if a.EventType == kvs.AckError && a.ErrorCode == "" {
+					t.Errorf("ERROR ack without a code: %+v", a)
+				}
+			}
+		}()
+		in.run(&bodyReader{r: bytes.NewReader(data), in: in}) // not runSafely: a panic must fail the fuzzer
+		close(in.acks)
+		<-done
+		if len(in.buf) > int(s.cfg.MaxFragmentSize)+(2<<20) {
+			t.Fatalf("%d bytes buffered", len(in.buf))
+		}
+	})
+}
+
+// FuzzJSONRequests: any body to any JSON operation gets a 2xx or 4xx
+// answer in the AWS error shape, never a 5xx or a panic.
+func FuzzJSONRequests(f *testing.F) {
+	paths := []string{"/createStream", "/describeStream", "/listStreams", "/deleteStream", "/updateStream",
+		"/updateDataRetention", "/getDataEndpoint", "/tagStream", "/untagStream", "/listTagsForStream",
+		"/listFragments", "/getMedia", "/getMediaForFragmentList"}
+	f.Add(uint8(0), []byte(`{"StreamName":"x","DataRetentionInHours":24,"Tags":{"a":"b"}}`))
+	f.Add(uint8(2), []byte(`{"MaxResults":2,"NextToken":"ZnV6eg==","StreamNameCondition":{"ComparisonOperator":"BEGINS_WITH","ComparisonValue":"f"}}`))
+	f.Add(uint8(10), []byte(`{"StreamName":"fuzz","FragmentSelector":{"FragmentSelectorType":"SERVER_TIMESTAMP","TimestampRange":{"StartTimestamp":1.5,"EndTimestamp":"2026-01-01T00:00:00Z"}}}`))
+	f.Add(uint8(11), []byte(`{"StreamName":"fuzz","StartSelector":{"StartSelectorType":"PRODUCER_TIMESTAMP","StartTimestamp":1e300}}`))
+	f.Add(uint8(12), []byte(`{"StreamName":"fuzz","Fragments":["1"]}`))
+	s, _ := fuzzServer(f)
+	h := s.Handler()
+	creds := aws.Credentials{AccessKeyID: "AKIDFUZZ", SecretAccessKey: "s"}
+	f.Fuzz(func(t *testing.T, op uint8, body []byte) {
+		path := paths[int(op)%len(paths)]
+		if path == "/deleteStream" {
+			return // would remove the stream the other inputs use
+		}
+		req := httptest.NewRequest(http.MethodPost, "http://127.0.0.1:4567"+path, bytes.NewReader(body))
+		sum := sha256.Sum256(body)
+		if err := v4.NewSigner().SignHTTP(context.Background(), creds, req, hex.EncodeToString(sum[:]), "kinesisvideo", "us-east-1", time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(req.Context(), 2*time.Second)
+		defer cancel()
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req.WithContext(ctx))
+		if rec.Code >= 500 {
+			t.Fatalf("%s %q: status %d %s", path, body, rec.Code, rec.Body)
+		}
+		if rec.Code >= 400 {
+			var e struct{ Message string }
+			if json.Unmarshal(rec.Body.Bytes(), &e) != nil || e.Message == "" || rec.Header().Get("X-Amzn-ErrorType") == "" {
+				t.Fatalf("%s: error without the AWS shape: %s", path, rec.Body)
+			}
+		}
+	})
+}
