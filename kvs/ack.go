@@ -45,15 +45,34 @@ func (a *Ack) AppendJSON(dst []byte) []byte {
 	}
 	if a.FragmentNumber != "" {
 		dst = append(dst, `,"FragmentNumber":`...)
-		dst = strconv.AppendQuote(dst, a.FragmentNumber)
+		dst = appendJSONString(dst, a.FragmentNumber)
 	}
 	if a.EventType == AckError {
 		dst = append(dst, `,"ErrorId":`...)
 		dst = strconv.AppendInt(dst, int64(a.ErrorID), 10)
 		dst = append(dst, `,"ErrorCode":`...)
-		dst = strconv.AppendQuote(dst, a.ErrorCode)
+		dst = appendJSONString(dst, a.ErrorCode)
 	}
 	return append(dst, "}\n"...)
+}
+
+// appendJSONString appends s as a JSON string (strconv's quoting is Go's,
+// not JSON's, for control characters).
+func appendJSONString(dst []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			dst = append(dst, '\\', c)
+		case c < 0x20:
+			dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return append(dst, '"')
 }
 
 // ErrMalformedAck is returned for a line that is not an acknowledgement.
