@@ -28,6 +28,7 @@ var errUsage = errors.New("usage")
 
 func commands() []command {
 	return []command{
+		{name: "put", summary: "stream a camera, file or stdin to Kinesis Video Streams", run: runPut},
 		{name: "serve", summary: "run a local Kinesis Video Streams server (control plane, PutMedia, GetMedia, ListFragments)", run: runServe},
 		{name: "version", summary: "print the version and build information", run: runVersion},
 		{name: "help", summary: "show help for kvsgo or one of its commands", run: nil},

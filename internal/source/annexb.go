@@ -1,0 +1,133 @@
+package source
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/kvsgo/kvsgo/internal/codec"
+	"github.com/kvsgo/kvsgo/media"
+)
+
+// AnnexB reads a raw H.264 or H.265 byte stream. Frames are timed by FPS,
+// else by the SPS's timing information, else by their arrival.
+type AnnexB struct {
+	R     io.Reader
+	Codec codec.Codec
+	// FPS, when set, times frames; otherwise the SPS's, else arrival time.
+	FPS float64
+	// Pace sends frames in real time (for files); a live pipe paces itself.
+	Pace   bool
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+// Run implements Source.
+func (a *AnnexB) Run(ctx context.Context, sink Sink) error {
+	now := a.Now
+	if now == nil {
+		now = time.Now
+	}
+	log := a.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	r := codec.NewAnnexBReader(a.R, a.Codec)
+	params := &codec.Params{Codec: a.Codec}
+	deriver := &codec.PTSDeriver{Codec: a.Codec}
+	pace := &pacer{enabled: a.Pace, now: now}
+	var (
+		started   bool
+		frame     time.Duration // one frame's duration; 0: use arrival time
+		arrival0  time.Time
+		n         int
+		waiting   int
+		buf       []byte
+		lastDTS   time.Duration
+		sentFirst bool
+	)
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		au, err := r.ReadAccessUnit()
+		if errors.Is(err, io.EOF) {
+			if !started {
+				return fmt.Errorf("the input ended before any %s picture with its parameter sets (SPS/PPS) arrived: is it %s Annex-B?", a.Codec, a.Codec)
+			}
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", a.Codec, err)
+		}
+		if changed, err := params.Update(au); err != nil {
+			log.Warn("ignoring a parameter set kvsgo cannot read", "err", err)
+		} else if changed && started {
+			log.Warn("the stream's parameter sets changed mid-stream; players may need a restart of the stream to follow", "info", params.Info().String())
+		}
+		if !started {
+			if !params.Ready() {
+				waiting++
+				if waiting == 100 {
+					log.Warn("no parameter sets (SPS/PPS) after 100 access units; encoders must repeat them (rpicam-vid --inline, x264 repeat-headers)")
+				}
+				continue
+			}
+			cpd, err := params.CodecPrivate()
+			if err != nil {
+				return err
+			}
+			info := params.Info()
+			id := media.CodecH264
+			if a.Codec == codec.H265 {
+				id = media.CodecH265
+			}
+			if err := sink.Start([]media.Track{{Number: 1, Kind: media.KindVideo, CodecID: id, CodecPrivate: cpd,
+				Name: "kinesis_video", Width: info.Width, Height: info.Height}}); err != nil {
+				return err
+			}
+			fps := a.FPS
+			if fps == 0 {
+				fps = info.FPS
+			}
+			if fps > 0 && fps < 1000 {
+				frame = time.Duration(float64(time.Second) / fps)
+			}
+			log.Info("video", "stream", info.String(), "frame_duration", frame)
+			started, arrival0 = true, now()
+		}
+		if !sentFirst && !a.Codec.IsKey(au) {
+			continue // a decoder needs a key frame first
+		}
+		sentFirst = true
+		var dts time.Duration
+		if frame > 0 {
+			dts = time.Duration(n) * frame
+		} else {
+			dts = now().Sub(arrival0)
+			if dts <= lastDTS && n > 0 {
+				dts = lastDTS + time.Millisecond
+			}
+		}
+		lastDTS = dts
+		step := frame
+		if step == 0 {
+			step = 33 * time.Millisecond
+		}
+		pts, err := deriver.PTS(au, dts, step, params)
+		if err != nil {
+			pts = dts
+		}
+		if err := pace.wait(ctx, dts); err != nil {
+			return err
+		}
+		buf = a.Codec.AppendLengthPrefixed(buf[:0], au)
+		if err := sink.Frame(media.Frame{Track: 1, PTS: pts, DTS: dts, Key: a.Codec.IsKey(au), Data: buf}); err != nil {
+			return err
+		}
+		n++
+	}
+}

@@ -1,0 +1,160 @@
+package source
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts"
+	tscodecs "github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts/codecs"
+
+	"github.com/kvsgo/kvsgo/internal/codec"
+	"github.com/kvsgo/kvsgo/media"
+)
+
+// MPEGTS reads an MPEG transport stream with H.264 or H.265 video and
+// optionally AAC audio.
+type MPEGTS struct {
+	R      io.Reader
+	Pace   bool
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+func ticks90k(t int64) time.Duration { return time.Duration(t) * time.Second / 90000 }
+
+// Run implements Source.
+func (m *MPEGTS) Run(ctx context.Context, sink Sink) error {
+	now := m.Now
+	if now == nil {
+		now = time.Now
+	}
+	log := m.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	r := &mpegts.Reader{R: m.R}
+	if err := r.Initialize(); err != nil {
+		return fmt.Errorf("reading MPEG-TS: %w", err)
+	}
+	var (
+		video     *mpegts.Track
+		vcodec    codec.Codec
+		audio     *mpegts.Track
+		audioConf []byte
+		rate      int
+		channels  int
+	)
+	for _, t := range r.Tracks() {
+		switch c := t.Codec.(type) {
+		case *tscodecs.H264:
+			if video == nil {
+				video, vcodec = t, codec.H264
+			}
+		case *tscodecs.H265:
+			if video == nil {
+				video, vcodec = t, codec.H265
+			}
+		case *tscodecs.MPEG4Audio:
+			if audio == nil {
+				b, err := c.Config.Marshal()
+				if err != nil {
+					log.Warn("dropping an AAC track whose configuration cannot be read", "err", err)
+					continue
+				}
+				audio, audioConf, rate, channels = t, b, c.Config.SampleRate, int(c.Config.ChannelCount)
+				if channels == 0 {
+					channels = int(c.Config.ChannelConfig)
+				}
+			}
+		default:
+			log.Warn("dropping an MPEG-TS track Kinesis Video Streams players cannot use", "pid", t.PID)
+		}
+	}
+	if video == nil {
+		return errors.New("the MPEG-TS input has no H.264 or H.265 video")
+	}
+	params := &codec.Params{Codec: vcodec}
+	pace := &pacer{enabled: m.Pace, now: now}
+	td := mpegts.TimeDecoder{}
+	started, sawKey := false, false
+	var buf []byte
+	r.OnDecodeError(func(err error) { log.Debug("MPEG-TS", "err", err) })
+	onVideo := func(pts, dts int64, au [][]byte) error {
+		pts, dts = td.Decode(pts), td.Decode(dts)
+		if _, err := params.Update(au); err != nil {
+			log.Warn("ignoring a parameter set kvsgo cannot read", "err", err)
+		}
+		if !started {
+			if !params.Ready() {
+				return nil
+			}
+			cpd, err := params.CodecPrivate()
+			if err != nil {
+				return err
+			}
+			info := params.Info()
+			id := media.CodecH264
+			if vcodec == codec.H265 {
+				id = media.CodecH265
+			}
+			tracks := []media.Track{{Number: 1, Kind: media.KindVideo, CodecID: id, CodecPrivate: cpd, Name: "kinesis_video",
+				Width: info.Width, Height: info.Height}}
+			if audio != nil {
+				tracks = append(tracks, media.Track{Number: 2, Kind: media.KindAudio, CodecID: media.CodecAAC,
+					CodecPrivate: audioConf, SampleRate: float64(rate), Channels: channels})
+			}
+			if err := sink.Start(tracks); err != nil {
+				return err
+			}
+			started = true
+		}
+		key := vcodec.IsKey(au)
+		if !sawKey && !key {
+			return nil
+		}
+		sawKey = true
+		if err := pace.wait(ctx, ticks90k(dts)); err != nil {
+			return err
+		}
+		buf = vcodec.AppendLengthPrefixed(buf[:0], au)
+		return sink.Frame(media.Frame{Track: 1, PTS: ticks90k(pts), DTS: ticks90k(dts), Key: key, Data: buf})
+	}
+	if vcodec == codec.H264 {
+		r.OnDataH264(video, onVideo)
+	} else {
+		r.OnDataH265(video, onVideo)
+	}
+	if audio != nil {
+		r.OnDataMPEG4Audio(audio, func(pts int64, aus [][]byte) error {
+			pts = td.Decode(pts)
+			if !started || !sawKey || rate == 0 {
+				return nil
+			}
+			for i, au := range aus {
+				ts := ticks90k(pts) + time.Duration(i)*1024*time.Second/time.Duration(rate)
+				if err := sink.Frame(media.Frame{Track: 2, PTS: ts, DTS: ts, Key: true, Data: au}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := r.Read(); err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				if !started {
+					return errors.New("the MPEG-TS input ended before the video's parameter sets (SPS/PPS)")
+				}
+				return nil
+			}
+			return fmt.Errorf("reading MPEG-TS: %w", err)
+		}
+	}
+}

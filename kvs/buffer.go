@@ -1,0 +1,139 @@
+package kvs
+
+import "time"
+
+// Fragment is one KVS fragment as the producer holds it until the service
+// has it: a Cluster and its frames, in Matroska bytes.
+type Fragment struct {
+	// ID counts fragments from the start of the stream.
+	ID uint64
+	// Timecode is the Cluster timecode (milliseconds since the epoch).
+	Timecode int64
+	Data     []byte
+	// Complete once the next fragment has started (or the stream ended).
+	Complete bool
+	// Acked is the furthest acknowledgement received.
+	Acked AckEvent
+	// CompletedAt is when the next fragment started.
+	CompletedAt time.Time
+}
+
+// Buffer holds fragments from the moment their first frame arrives until
+// the service has persisted them. The producer serialises calls. The
+// in-memory implementation is MemoryBuffer; a disk-backed one can replace
+// it to survive restarts.
+type Buffer interface {
+	// Start begins a new fragment, completing the previous one.
+	Start(timecode int64) *Fragment
+	// Append adds bytes to the newest fragment.
+	Append(p []byte)
+	// Get returns the fragment with the given ID, or nil if it was
+	// released or dropped.
+	Get(id uint64) *Fragment
+	// ByTimecode finds a fragment by its Cluster timecode.
+	ByTimecode(tc int64) *Fragment
+	// First returns the oldest fragment held, or nil.
+	First() *Fragment
+	// Last returns the newest fragment, or nil.
+	Last() *Fragment
+	// Release drops fragments from the oldest up to the first one done
+	// does not accept.
+	Release(done func(*Fragment) bool) int
+	// DropOldest removes the oldest fragment, for overflow.
+	DropOldest() *Fragment
+	// Size returns the fragments held and their bytes.
+	Size() (fragments int, bytes int64)
+}
+
+// MemoryBuffer keeps fragments in memory.
+type MemoryBuffer struct {
+	frags  []*Fragment
+	nextID uint64
+	bytes  int64
+}
+
+// Start implements Buffer.
+func (b *MemoryBuffer) Start(tc int64) *Fragment {
+	if l := b.Last(); l != nil {
+		l.Complete = true
+	}
+	f := &Fragment{ID: b.nextID, Timecode: tc}
+	b.nextID++
+	b.frags = append(b.frags, f)
+	return f
+}
+
+// Append implements Buffer.
+func (b *MemoryBuffer) Append(p []byte) {
+	if l := b.Last(); l != nil {
+		l.Data = append(l.Data, p...)
+		b.bytes += int64(len(p))
+	}
+}
+
+// Get implements Buffer.
+func (b *MemoryBuffer) Get(id uint64) *Fragment {
+	if len(b.frags) == 0 || id < b.frags[0].ID {
+		return nil
+	}
+	i := id - b.frags[0].ID
+	if i >= uint64(len(b.frags)) {
+		return nil
+	}
+	return b.frags[i]
+}
+
+// ByTimecode implements Buffer.
+func (b *MemoryBuffer) ByTimecode(tc int64) *Fragment {
+	for _, f := range b.frags {
+		if f.Timecode == tc {
+			return f
+		}
+	}
+	return nil
+}
+
+// First implements Buffer.
+func (b *MemoryBuffer) First() *Fragment {
+	if len(b.frags) == 0 {
+		return nil
+	}
+	return b.frags[0]
+}
+
+// Last implements Buffer.
+func (b *MemoryBuffer) Last() *Fragment {
+	if len(b.frags) == 0 {
+		return nil
+	}
+	return b.frags[len(b.frags)-1]
+}
+
+// Release implements Buffer.
+func (b *MemoryBuffer) Release(done func(*Fragment) bool) int {
+	n := 0
+	for len(b.frags) > 0 && done(b.frags[0]) {
+		b.dropFirst()
+		n++
+	}
+	return n
+}
+
+// DropOldest implements Buffer.
+func (b *MemoryBuffer) DropOldest() *Fragment {
+	if len(b.frags) == 0 {
+		return nil
+	}
+	f := b.frags[0]
+	b.dropFirst()
+	return f
+}
+
+func (b *MemoryBuffer) dropFirst() {
+	b.bytes -= int64(len(b.frags[0].Data))
+	b.frags[0] = nil
+	b.frags = b.frags[1:]
+}
+
+// Size implements Buffer.
+func (b *MemoryBuffer) Size() (int, int64) { return len(b.frags), b.bytes }

@@ -1,0 +1,119 @@
+package kvs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesisvideo"
+	"github.com/aws/aws-sdk-go-v2/service/kinesisvideo/types"
+	"github.com/aws/smithy-go"
+)
+
+// StreamSetup is what the producer asks of the control plane before it
+// streams.
+type StreamSetup struct {
+	Name string
+	// Create the stream when it does not exist.
+	Create bool
+	// RetentionHours for a created stream; with 0 the service sends no
+	// PERSISTED acks.
+	RetentionHours int32
+	MediaType      string
+	DeviceName     string
+}
+
+// ControlPlane is the part of the Kinesis Video control plane the
+// producer needs.
+type ControlPlane interface {
+	// PrepareStream makes sure the stream exists and returns its PutMedia
+	// endpoint and its retention.
+	PrepareStream(ctx context.Context, s StreamSetup) (endpoint string, retentionHours int32, err error)
+}
+
+// SDKControlPlane calls the service through aws-sdk-go-v2.
+type SDKControlPlane struct {
+	Client *kinesisvideo.Client
+}
+
+// NewSDKControlPlane builds a control-plane client from an AWS config;
+// endpoint, when set, overrides the service address (e.g. kvsgo serve).
+func NewSDKControlPlane(cfg aws.Config, endpoint string, httpClient *http.Client) *SDKControlPlane {
+	return &SDKControlPlane{Client: kinesisvideo.NewFromConfig(cfg, func(o *kinesisvideo.Options) {
+		if endpoint != "" {
+			o.BaseEndpoint = aws.String(endpoint)
+		}
+		if httpClient != nil {
+			o.HTTPClient = httpClient
+		}
+	})}
+}
+
+// PrepareStream implements ControlPlane.
+func (c *SDKControlPlane) PrepareStream(ctx context.Context, s StreamSetup) (string, int32, error) {
+	var retention int32
+	out, err := c.Client.DescribeStream(ctx, &kinesisvideo.DescribeStreamInput{StreamName: aws.String(s.Name)})
+	var nf *types.ResourceNotFoundException
+	switch {
+	case errors.As(err, &nf) && s.Create:
+		in := &kinesisvideo.CreateStreamInput{StreamName: aws.String(s.Name), DataRetentionInHours: aws.Int32(s.RetentionHours)}
+		if s.MediaType != "" {
+			in.MediaType = aws.String(s.MediaType)
+		}
+		if s.DeviceName != "" {
+			in.DeviceName = aws.String(s.DeviceName)
+		}
+		if _, err := c.Client.CreateStream(ctx, in); err != nil {
+			var inUse *types.ResourceInUseException
+			if !errors.As(err, &inUse) { // someone else created it meanwhile: fine
+				return "", 0, describeAPIError("creating stream "+s.Name, err)
+			}
+		}
+		retention = s.RetentionHours
+	case errors.As(err, &nf):
+		return "", 0, fmt.Errorf("%w: %q; create it, or drop --no-create so that kvsgo creates it", ErrNoStream, s.Name)
+	case err != nil:
+		return "", 0, describeAPIError("looking up stream "+s.Name, err)
+	default:
+		if out.StreamInfo != nil {
+			if out.StreamInfo.Status == types.StatusDeleting {
+				return "", 0, fmt.Errorf("%w: %q", ErrStreamDeleting, s.Name)
+			}
+			retention = aws.ToInt32(out.StreamInfo.DataRetentionInHours)
+		}
+	}
+	ep, err := c.Client.GetDataEndpoint(ctx, &kinesisvideo.GetDataEndpointInput{StreamName: aws.String(s.Name), APIName: types.APINamePutMedia})
+	if err != nil {
+		return "", 0, describeAPIError("getting the PutMedia endpoint", err)
+	}
+	return strings.TrimSuffix(aws.ToString(ep.DataEndpoint), "/"), retention, nil
+}
+
+// Set-up errors that retrying cannot fix.
+var (
+	ErrNoStream       = errors.New("the stream does not exist")
+	ErrStreamDeleting = errors.New("the stream is being deleted")
+)
+
+// ErrAuth marks refused credentials: retrying cannot help.
+var ErrAuth = errors.New("credentials refused")
+
+// describeAPIError turns an AWS API error into plain words, marking
+// credential problems with ErrAuth.
+func describeAPIError(what string, err error) error {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		switch ae.ErrorCode() {
+		case "UnrecognizedClientException", "InvalidSignatureException", "IncompleteSignatureException",
+			"MissingAuthenticationTokenException", "AccessDeniedException", "NotAuthorizedException",
+			"ExpiredTokenException", "InvalidClientTokenId", "SignatureDoesNotMatch":
+			return fmt.Errorf("%s: %w: %s: %s (check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the profile, and the clock)",
+				what, ErrAuth, ae.ErrorCode(), ae.ErrorMessage())
+		}
+		return fmt.Errorf("%s: %s: %s", what, ae.ErrorCode(), ae.ErrorMessage())
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}

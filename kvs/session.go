@@ -1,0 +1,152 @@
+package kvs
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+)
+
+// emptyPayloadHash is what the C producer signs for its streamed body.
+const emptyPayloadHash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+// SessionConfig describes one PutMedia connection.
+type SessionConfig struct {
+	Endpoint    string // the DataEndpoint, without /putMedia
+	Stream      string
+	Region      string
+	Credentials aws.Credentials
+	HTTPClient  *http.Client
+	Now         func() time.Time
+}
+
+// Session is one long-lived PutMedia request: Write sends Matroska bytes
+// as they come, Acks delivers the service's acknowledgements.
+type Session struct {
+	pw     *io.PipeWriter
+	acks   chan Ack
+	done   chan struct{}
+	err    error // why the response ended; valid once done is closed
+	cancel context.CancelFunc
+	opened time.Time
+}
+
+var errAborted = errors.New("connection aborted")
+
+// ErrRefused is a PutMedia request the service refused outright (not an
+// ERROR ack): the HTTP status and AWS error name are in the message.
+var ErrRefused = errors.New("PutMedia refused")
+
+// OpenSession starts a PutMedia request. The request is sent with the
+// first Write (the service answers once the body starts).
+func OpenSession(ctx context.Context, cfg SessionConfig) (*Session, error) {
+	now := time.Now
+	if cfg.Now != nil {
+		now = cfg.Now
+	}
+	client := cfg.HTTPClient
+	if client == nil {
+		client = http.DefaultClient
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	pr, pw := io.Pipe()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.Endpoint+"/putMedia", pr)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("PutMedia endpoint %q: %w", cfg.Endpoint, err)
+	}
+	t := now()
+	req.ContentLength = -1 // chunked
+	h := req.Header
+	h.Set("x-amzn-stream-name", cfg.Stream)
+	h.Set("x-amzn-fragment-timecode-type", "ABSOLUTE")
+	h.Set("x-amzn-producer-start-timestamp", fmt.Sprintf("%d.%03d", t.Unix(), t.Nanosecond()/1e6))
+	h.Set("x-amzn-fragment-acknowledgment-required", "1")
+	h.Set("User-Agent", "kvsgo")
+	if err := v4.NewSigner().SignHTTP(ctx, cfg.Credentials, req, emptyPayloadHash, "kinesisvideo", cfg.Region, t); err != nil {
+		cancel()
+		return nil, fmt.Errorf("signing PutMedia: %w", err)
+	}
+	s := &Session{pw: pw, acks: make(chan Ack, 256), done: make(chan struct{}), cancel: cancel, opened: t}
+	go s.run(client, req, pr)
+	return s, nil
+}
+
+func (s *Session) run(client *http.Client, req *http.Request, pr *io.PipeReader) {
+	defer close(s.done)
+	defer close(s.acks)
+	resp, err := client.Do(req)
+	if err != nil {
+		s.err = fmt.Errorf("connecting to %s: %w", req.URL.Host, err)
+		pr.CloseWithError(s.err)
+		return
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		var msg struct {
+			Message string `json:"message"`
+		}
+		_ = json.Unmarshal(body, &msg)
+		typ := resp.Header.Get("X-Amzn-ErrorType")
+		typ, _, _ = strings.Cut(typ, ":")
+		err := fmt.Errorf("%w: HTTP %d %s: %s", ErrRefused, resp.StatusCode, typ, msg.Message)
+		if resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusUnauthorized {
+			err = fmt.Errorf("%w (%w)", err, ErrAuth)
+		}
+		s.err = err
+		pr.CloseWithError(err)
+		return
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 4096), 64<<10)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" {
+			continue
+		}
+		a, err := ParseAck([]byte(line))
+		if err != nil {
+			continue // the C SDK skips what it cannot parse, too
+		}
+		s.acks <- a
+	}
+	s.err = sc.Err()
+	if s.err == nil {
+		s.err = io.EOF
+	}
+	pr.CloseWithError(fmt.Errorf("the service ended the PutMedia response: %w", s.err))
+}
+
+// Write sends bytes on the connection; it blocks until they are taken.
+func (s *Session) Write(p []byte) (int, error) { return s.pw.Write(p) }
+
+// Acks returns the acknowledgements; the channel closes when the response
+// ends.
+func (s *Session) Acks() <-chan Ack { return s.acks }
+
+// Done is closed when the response has ended; Err says why.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+// Err is why the response ended (io.EOF for a normal end); valid after
+// Done is closed.
+func (s *Session) Err() error { return s.err }
+
+// CloseBody ends the request body, as at the end of a stream; the service
+// then finishes its response.
+func (s *Session) CloseBody() error { return s.pw.Close() }
+
+// Abort tears the connection down at once.
+func (s *Session) Abort() {
+	s.cancel()
+	s.pw.CloseWithError(errAborted)
+	<-s.done
+}
