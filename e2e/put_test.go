@@ -91,7 +91,9 @@ func TestPutEveryFixture(t *testing.T) {
 			if code != 0 || !strings.Contains(out, " frames, 4 fragments, 4 persisted, 0 errors, 0 dropped fragments") || strings.Contains(errOut, "dropped") {
 				t.Fatalf("kvsgo put: exit %d\n%s\n%s", code, out, errOut)
 			}
-			var listed struct{ Fragments []struct{ FragmentNumber string } }
+			var listed struct {
+				Fragments []struct{ FragmentNumber string }
+			}
 			if err := json.Unmarshal([]byte(awsCLI(t, srv.url, "kinesis-video-archived-media", "list-fragments", "--stream-name", c.name)), &listed); err != nil {
 				t.Fatal(err)
 			}

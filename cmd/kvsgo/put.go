@@ -113,7 +113,7 @@ func put(ctx context.Context, env *cliEnv, log *slog.Logger, f putFlags) error {
 		log.Info("--fragment-duration is ignored: a fragment starts at every key frame, so set the encoder's key-frame interval instead")
 	}
 	pcfg := kvs.ProducerConfig{
-		Stream: kvs.StreamSetup{Name: f.stream, Create: !f.noCreate, RetentionHours: int32(f.retention), DeviceName: "kvsgo"},
+		Stream:       kvs.StreamSetup{Name: f.stream, Create: !f.noCreate, RetentionHours: int32(f.retention), DeviceName: "kvsgo"},
 		ControlPlane: kvs.NewSDKControlPlane(awsCfg, endpoint, nil), Credentials: awsCfg.Credentials, Region: awsCfg.Region,
 		Logger: log, BufferDuration: f.bufferDuration, BufferBytes: int64(f.storageMB) << 20, AckTimeout: f.ackTimeout,
 		GiveUpAfter: f.giveUp, CloseTimeout: f.close,
