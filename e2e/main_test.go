@@ -48,7 +48,12 @@ var listenRE = regexp.MustCompile(`listening on (http://\S+)`)
 // says where it listens.
 func startServe(t *testing.T, args ...string) *serveProc {
 	t.Helper()
-	cmd := exec.Command(binary, append([]string{"serve", "--listen", "127.0.0.1:0"}, args...)...)
+	return startServeAt(t, "127.0.0.1:0", args...)
+}
+
+func startServeAt(t *testing.T, listen string, args ...string) *serveProc {
+	t.Helper()
+	cmd := exec.Command(binary, append([]string{"serve", "--listen", listen}, args...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -35,9 +35,9 @@ type ProducerConfig struct {
 	AckTimeout       time.Duration // a fragment's first bytes sent without BUFFERING [10 s]
 	MaxConnectionAge time.Duration // rotate before the service's 45 min [40 min]
 	GiveUpAfter      time.Duration // fail after this long without a working connection [never]
-	CloseTimeout     time.Duration // wait for the last PERSISTED at Close [30 s]
+	CloseTimeout     time.Duration // at Close, give up after this long connected without progress [30 s]
 	RetryMin         time.Duration // first reconnect delay [500 ms]
-	RetryMax         time.Duration // longest reconnect delay [30 s]
+	RetryMax         time.Duration // longest reconnect delay [10 s]
 }
 
 func (c *ProducerConfig) defaults() {
@@ -69,7 +69,7 @@ func (c *ProducerConfig) defaults() {
 		c.RetryMin = 500 * time.Millisecond
 	}
 	if c.RetryMax == 0 {
-		c.RetryMax = 30 * time.Second
+		c.RetryMax = 10 * time.Second
 	}
 }
 
@@ -137,6 +137,7 @@ type Producer struct {
 	sendOff      int
 	awaitingFrom time.Time // first bytes of a fragment sent, BUFFERING not yet seen
 	abortSend    bool
+	lastProgress time.Time // last ack or connection
 
 	notify chan struct{}
 	ctx    context.Context
@@ -355,6 +356,7 @@ func (p *Producer) trimOverflow() {
 		p.stats.DroppedFragments++
 		if f.ID == p.sendID && p.sendOff > 0 {
 			p.abortSend = true // half sent: the connection must start over
+			p.log.Warn("a fragment being sent was dropped from the full buffer; reconnecting")
 		}
 		p.event(Event{Type: EventDropped, Message: fmt.Sprintf(
 			"buffer full (%d fragments, %d MB, %s of video not yet persisted): dropped the oldest fragment (%d ms); the service is not keeping up or cannot be reached",
@@ -404,15 +406,28 @@ func (p *Producer) Close(ctx context.Context) (Stats, error) {
 	}
 	p.mu.Unlock()
 	p.wake()
-	timer := time.NewTimer(p.cfg.CloseTimeout)
-	defer timer.Stop()
+	// Wait while there is progress. While the service cannot be reached,
+	// the reconnect loop's own GiveUpAfter decides.
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
 	var err error
-	select {
-	case <-p.done:
-	case <-timer.C:
-		err = fmt.Errorf("gave up waiting %s for the service to acknowledge the last fragments", p.cfg.CloseTimeout)
-	case <-ctx.Done():
-		err = ctx.Err()
+wait:
+	for {
+		select {
+		case <-p.done:
+			break wait
+		case <-ctx.Done():
+			err = ctx.Err()
+			break wait
+		case <-tick.C:
+			p.mu.Lock()
+			stalled := p.stats.Connected && p.cfg.Now().Sub(p.lastProgress) > p.cfg.CloseTimeout
+			p.mu.Unlock()
+			if stalled {
+				err = fmt.Errorf("gave up waiting %s for the service to acknowledge the last fragments", p.cfg.CloseTimeout)
+				break wait
+			}
+		}
 	}
 	p.cancel()
 	<-p.done
@@ -601,6 +616,7 @@ func (p *Producer) stream(sess *Session, endpoint string, maxAge time.Duration) 
 	}
 	p.sendOff, p.abortSend, p.awaitingFrom = 0, false, time.Time{}
 	p.stats.Connected = true
+	p.lastProgress = p.cfg.Now()
 	p.mu.Unlock()
 	p.event(Event{Type: EventConnected, Message: "streaming to " + endpoint})
 	tick := time.NewTicker(250 * time.Millisecond)
@@ -610,7 +626,7 @@ func (p *Producer) stream(sess *Session, endpoint string, maxAge time.Duration) 
 		p.mu.Lock()
 		if p.abortSend {
 			p.mu.Unlock()
-			return false, errors.New("a fragment being sent was dropped from the full buffer")
+			return false, errors.New("starting the connection over")
 		}
 		if !p.awaitingFrom.IsZero() && p.cfg.Now().Sub(p.awaitingFrom) > p.cfg.AckTimeout {
 			p.mu.Unlock()
@@ -628,7 +644,7 @@ func (p *Producer) stream(sess *Session, endpoint string, maxAge time.Duration) 
 		switch {
 		case f != nil && p.sendOff < len(f.Data):
 			chunk = f.Data[p.sendOff:]
-			if p.sendOff == 0 && f.Acked == "" {
+			if p.sendOff == 0 && f.Acked == "" && p.awaitingFrom.IsZero() {
 				p.awaitingFrom = p.cfg.Now()
 			}
 		case f != nil && f.Complete && p.buf.Get(p.sendID+1) != nil:
@@ -697,6 +713,7 @@ func (p *Producer) sessionErr(sess *Session, err error) error {
 func (p *Producer) handleAck(a Ack) {
 	p.mu.Lock()
 	now := p.cfg.Now()
+	p.lastProgress = now
 	var ev *Event
 	switch a.EventType {
 	case AckIdle:
@@ -731,6 +748,9 @@ func (p *Producer) handleAck(a Ack) {
 			msg += "; it is sent again"
 		}
 		ev = &Event{Type: EventAckError, Ack: a, Message: msg}
+		// The service ends the connection after an ERROR; so does the
+		// producer, and starts over from the first fragment not persisted.
+		p.abortSend = true
 	}
 	p.buf.Release(p.released)
 	p.mu.Unlock()
