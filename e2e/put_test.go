@@ -3,12 +3,18 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kvsgo/kvsgo/internal/mediatest"
 )
@@ -121,5 +127,71 @@ func TestPutEveryFixture(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestPutTestsrcMetricsAndCtrlC: `--source testsrc` streams the built-in
+// clip until interrupted; /healthz and /metrics report it; Ctrl-C ends it
+// cleanly with everything persisted.
+func TestPutTestsrcMetricsAndCtrlC(t *testing.T) {
+	t.Parallel()
+	srv := startServe(t, serveArgs(t.TempDir())...)
+	metrics := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	cmd := exec.Command(binary, "put", "--quiet", "--stream", "testsrc", "--source", "testsrc", "--endpoint", srv.url, "--metrics-addr", metrics)
+	cmd.Env = awsEnv()
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get("http://" + metrics + "/metrics")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if m := regexp.MustCompile(`kvsgo_put_fragments_persisted (\d+)`).FindSubmatch(body); m != nil {
+				if n, _ := strconv.Atoi(string(m[1])); n >= 2 {
+					break
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics never showed 2 persisted fragments: %s", e.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	resp, err := http.Get("http://" + metrics + "/healthz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("healthz while streaming: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	_ = cmd.Process.Signal(os.Interrupt)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil || !regexp.MustCompile(`(\d+) fragments, (\d+) persisted, 0 errors`).MatchString(o.String()) {
+			t.Fatalf("after Ctrl-C: %v\n%s\n%s", err, o.String(), e.String())
+		}
+		m := regexp.MustCompile(`(\d+) fragments, (\d+) persisted`).FindStringSubmatch(o.String())
+		if m[1] != m[2] {
+			t.Fatalf("after Ctrl-C not every fragment was persisted: %s", o.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("kvsgo put did not stop on Ctrl-C: %s", e.String())
+	}
+}
+
+// TestEmbeddingExample runs examples/mkv2kvs, the Go API example.
+func TestEmbeddingExample(t *testing.T) {
+	t.Parallel()
+	srv := startServe(t, serveArgs(t.TempDir())...)
+	cmd := exec.Command("go", "run", "../examples/mkv2kvs", "-stream", "example", "-endpoint", srv.url, mediatest.Fixture(t, "h264-aac.mkv"))
+	cmd.Env = awsEnv()
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "4 fragments, 4 persisted") {
+		t.Fatalf("example: %v\n%s", err, out)
 	}
 }

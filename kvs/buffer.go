@@ -50,14 +50,29 @@ type MemoryBuffer struct {
 	frags  []*Fragment
 	nextID uint64
 	bytes  int64
+	// spare holds the byte slices of released fragments for reuse, so
+	// that a steady stream allocates nothing.
+	spare [][]byte
 }
 
 // Start implements Buffer.
 func (b *MemoryBuffer) Start(tc int64) *Fragment {
+	f := &Fragment{ID: b.nextID, Timecode: tc}
 	if l := b.Last(); l != nil {
 		l.Complete = true
+		// Fragments are alike: size the new one like the last, so that
+		// frames append without regrowing it.
+		want := len(l.Data) + len(l.Data)/4
+		for i := len(b.spare) - 1; i >= 0 && f.Data == nil; i-- {
+			if cap(b.spare[i]) >= want {
+				f.Data = b.spare[i][:0]
+				b.spare = append(b.spare[:i], b.spare[i+1:]...)
+			}
+		}
+		if f.Data == nil {
+			f.Data = make([]byte, 0, want)
+		}
 	}
-	f := &Fragment{ID: b.nextID, Timecode: tc}
 	b.nextID++
 	b.frags = append(b.frags, f)
 	return f
@@ -113,6 +128,11 @@ func (b *MemoryBuffer) Last() *Fragment {
 func (b *MemoryBuffer) Release(done func(*Fragment) bool) int {
 	n := 0
 	for len(b.frags) > 0 && done(b.frags[0]) {
+		// Only a fragment the service has whole is surely not being
+		// written to the connection any more.
+		if a := b.frags[0].Acked; len(b.spare) < 4 && (a == AckPersisted || a == AckReceived) {
+			b.spare = append(b.spare, b.frags[0].Data)
+		}
 		b.dropFirst()
 		n++
 	}

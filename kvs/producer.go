@@ -334,8 +334,8 @@ func (p *Producer) checkKeyInterval(d time.Duration) {
 	switch {
 	case d > 20*time.Second:
 		p.warnOnce("keyint", fmt.Sprintf("key frames come every %s: Kinesis Video Streams refuses fragments over 20 s (error 4002); set the encoder's key-frame interval to about the frame rate", d.Round(time.Millisecond)))
-	case d < 500*time.Millisecond:
-		p.warnOnce("keyint", fmt.Sprintf("key frames come every %s: each starts a fragment, and the service takes at most 5 fragments a second; a key-frame interval of about 1 s is best", d.Round(time.Millisecond)))
+	case d < time.Second:
+		p.warnOnce("keyint", fmt.Sprintf("key frames come every %s: each starts a fragment, and Kinesis Video Streams expects fragments of 1 to 20 s (and at most 5 a second); a key-frame interval of 1 to 2 s is best", d.Round(time.Millisecond)))
 	}
 }
 

@@ -65,6 +65,9 @@ func runCommand(env *cliEnv, name string, args []string) int {
 		case err == nil, errors.Is(err, flag.ErrHelp):
 			return 0
 		case errors.Is(err, errUsage):
+			if err != errUsage { // a wrapped one carries a message
+				fmt.Fprintf(env.stderr, "kvsgo %s: %v\n", name, err)
+			}
 			return 2
 		default:
 			fmt.Fprintf(env.stderr, "kvsgo %s: %v\n", name, err)

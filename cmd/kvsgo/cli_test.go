@@ -68,3 +68,22 @@ func TestStaticBinary(t *testing.T) {
 		t.Fatalf("binary is dynamically linked: %s", ldd)
 	}
 }
+
+// TestPutFlagsAndKVSSinkAliases: kvssink's property names are accepted in
+// its units, and mistakes are usage errors with a message.
+func TestPutFlagsAndKVSSinkAliases(t *testing.T) {
+	if code, _, errOut := runCLI("put", "--source", "testsrc"); code != 2 || !strings.Contains(errOut, "--stream and --source are required") {
+		t.Fatalf("no stream: %d %q", code, errOut)
+	}
+	if code, _, errOut := runCLI("put", "--stream-name", "s", "--source", "testsrc", "--max-latency", "abc"); code != 2 || !strings.Contains(errOut, "max-latency") {
+		t.Fatalf("bad number: %d %q", code, errOut)
+	}
+	// Every kvssink name parses; the source that cannot be opened is the
+	// first thing that fails.
+	code, _, errOut := runCLI("put", "--stream-name", "s", "--aws-region", "eu-west-1", "--access-key", "A", "--secret-key", "B",
+		"--retention-period", "2", "--max-latency", "60", "--fragment-duration", "2000", "--storage-size", "64",
+		"--connection-staleness", "30", "--buffer-duration", "120", "--framerate", "25", "--source", "/nonexistent/file.h264")
+	if code != 1 || !strings.Contains(errOut, "cannot open the source") {
+		t.Fatalf("kvssink aliases: %d %q", code, errOut)
+	}
+}

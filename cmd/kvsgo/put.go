@@ -67,19 +67,22 @@ func runPut(env *cliEnv, args []string) error {
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics and /healthz on this address, e.g. 127.0.0.1:9090")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&f.quiet, "quiet", false, "no live status line")
-	fs.IntVar(&f.fragmentDuration, "fragment-duration", 0, "accepted for kvssink compatibility; fragments follow the source's key frames")
+	fs.IntVar(&f.fragmentDuration, "fragment-duration", 0, "kvssink's fragment-duration in ms: accepted, but fragments follow the source's key frames")
+	// kvssink's property names, in its units (seconds), for people moving over.
 	alias(fs, "stream-name", "stream")
 	alias(fs, "aws-region", "region")
 	alias(fs, "retention-period", "retention")
 	alias(fs, "framerate", "fps")
-	alias(fs, "connection-staleness", "ack-timeout")
-	maxLatency := fs.Duration("max-latency", 0, "kvssink's max-latency: same as --ack-timeout")
+	maxLatency := fs.Int("max-latency", 0, "kvssink's max-latency in seconds: same as --ack-timeout")
+	staleness := fs.Int("connection-staleness", 0, "kvssink's connection-staleness in seconds: same as --ack-timeout")
 	bufferSecs := fs.Int("buffer-duration", 0, "kvssink's buffer-duration in seconds: same as --buffer")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *maxLatency > 0 {
-		f.ackTimeout = *maxLatency
+	for _, secs := range []int{*maxLatency, *staleness} {
+		if secs > 0 {
+			f.ackTimeout = time.Duration(secs) * time.Second
+		}
 	}
 	if *bufferSecs > 0 {
 		f.bufferDuration = time.Duration(*bufferSecs) * time.Second
@@ -94,10 +97,13 @@ func runPut(env *cliEnv, args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return put(ctx, env, log, f)
+	return put(ctx, stop, env, log, f)
 }
 
-func put(ctx context.Context, env *cliEnv, log *slog.Logger, f putFlags) error {
+// put streams until the source ends or ctx ends (Ctrl-C); then it waits for
+// what was sent to be persisted. After the first Ctrl-C, stopSignals hands
+// the next one back to the default handler, which ends the process.
+func put(ctx context.Context, stopSignals func(), env *cliEnv, log *slog.Logger, f putFlags) error {
 	awsCfg, endpoint, err := loadAWS(ctx, f)
 	if err != nil {
 		return err
@@ -119,7 +125,8 @@ func put(ctx context.Context, env *cliEnv, log *slog.Logger, f putFlags) error {
 		GiveUpAfter: f.giveUp, CloseTimeout: f.close,
 		OnEvent: func(e kvs.Event) { logEvent(log, e) },
 	}
-	sink := &producerSink{ctx: ctx, cfg: pcfg, started: make(chan struct{})}
+	// The producer outlives a Ctrl-C: it still delivers what it holds.
+	sink := &producerSink{ctx: context.WithoutCancel(ctx), cfg: pcfg, started: make(chan struct{})}
 	var wg sync.WaitGroup
 	statusCtx, stopStatus := context.WithCancel(ctx)
 	defer func() { stopStatus(); wg.Wait() }()
@@ -136,6 +143,10 @@ func put(ctx context.Context, env *cliEnv, log *slog.Logger, f putFlags) error {
 	}
 	start := time.Now()
 	runErr := src.Run(ctx, sink)
+	if ctx.Err() != nil {
+		log.Info("stopping: delivering what is buffered (Ctrl-C again to quit at once)")
+	}
+	stopSignals()
 	stopStatus()
 	wg.Wait()
 	p := sink.producer()

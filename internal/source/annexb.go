@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/kvsgo/kvsgo/internal/codec"
@@ -42,6 +43,7 @@ func (a *AnnexB) Run(ctx context.Context, sink Sink) error {
 	var (
 		started   bool
 		frame     time.Duration // one frame's duration; 0: use arrival time
+		rate      float64       // frames per second, when known
 		arrival0  time.Time
 		n         int
 		waiting   int
@@ -94,7 +96,7 @@ func (a *AnnexB) Run(ctx context.Context, sink Sink) error {
 				fps = info.FPS
 			}
 			if fps > 0 && fps < 1000 {
-				frame = time.Duration(float64(time.Second) / fps)
+				rate, frame = fps, time.Duration(float64(time.Second)/fps)
 			}
 			log.Info("video", "stream", info.String(), "frame_duration", frame)
 			started, arrival0 = true, now()
@@ -105,7 +107,8 @@ func (a *AnnexB) Run(ctx context.Context, sink Sink) error {
 		sentFirst = true
 		var dts time.Duration
 		if frame > 0 {
-			dts = time.Duration(n) * frame
+			// From the frame count, not by adding up a rounded duration.
+			dts = time.Duration(math.Round(float64(n) * float64(time.Second) / rate))
 		} else {
 			dts = now().Sub(arrival0)
 			if dts <= lastDTS && n > 0 {

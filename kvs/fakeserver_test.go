@@ -1,0 +1,110 @@
+package kvs
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+
+	"github.com/kvsgo/kvsgo/media"
+	"github.com/kvsgo/kvsgo/mkv"
+)
+
+// fakeKVS is a minimal PutMedia peer for unit tests and benchmarks: it
+// demuxes the body and acknowledges each fragment, and reports when each
+// frame arrived. The full server is tested against real clients elsewhere.
+type fakeKVS struct {
+	*httptest.Server
+	mu       sync.Mutex
+	onFrame  func(data []byte)
+	silent   bool
+	sessions int
+}
+
+func newFakeKVS(tb testing.TB) *fakeKVS {
+	f := &fakeKVS{}
+	f.Server = httptest.NewServer(http.HandlerFunc(f.putMedia))
+	tb.Cleanup(f.Close)
+	return f
+}
+
+func (f *fakeKVS) PrepareStream(context.Context, StreamSetup) (string, int32, error) {
+	return f.URL, 24, nil
+}
+
+func (f *fakeKVS) putMedia(w http.ResponseWriter, r *http.Request) {
+	rc := http.NewResponseController(w)
+	_ = rc.EnableFullDuplex()
+	f.mu.Lock()
+	f.sessions++
+	silent := f.silent
+	f.mu.Unlock()
+	d := mkv.NewDemuxer(r.Body)
+	wrote := false
+	var tc int64
+	open := false
+	ack := func(e AckEvent) {
+		if silent {
+			return
+		}
+		if !wrote {
+			w.WriteHeader(200)
+			wrote = true
+		}
+		a := Ack{EventType: e, FragmentTimecode: tc, HasTimecode: true, FragmentNumber: "1"}
+		_, _ = w.Write(a.AppendJSON(nil))
+		_ = rc.Flush()
+	}
+	for {
+		ev, err := d.Next()
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				return
+			}
+			break
+		}
+		switch ev.Type {
+		case mkv.EventCluster:
+			tc, open = ev.Timecode, true
+			ack(AckBuffering)
+		case mkv.EventClusterEnd:
+			if open {
+				ack(AckReceived)
+				ack(AckPersisted)
+				open = false
+			}
+		case mkv.EventBlock:
+			f.mu.Lock()
+			cb := f.onFrame
+			f.mu.Unlock()
+			if cb != nil {
+				cb(ev.Block.Frames[0])
+			}
+		}
+	}
+	if !wrote {
+		w.WriteHeader(200)
+	}
+}
+
+func testCreds() aws.CredentialsProvider {
+	return credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", "")
+}
+
+var testTrack = []media.Track{{Number: 1, Kind: media.KindVideo, CodecID: media.CodecH264, Width: 64, Height: 64,
+	CodecPrivate: []byte{1, 0x42, 0xc0, 0x1e, 0xff, 0xe1, 0, 2, 0x67, 0x42, 1, 0, 2, 0x68, 0xce}}}
+
+// stampedFrame carries the time it was put, for latency measurements.
+func stampedFrame(buf []byte, n int, size int) media.Frame {
+	buf = buf[:size]
+	binary.BigEndian.PutUint64(buf, uint64(time.Now().UnixNano()))
+	return media.Frame{Track: 1, PTS: time.Duration(n) * time.Second / 30, DTS: time.Duration(n) * time.Second / 30, Key: n%30 == 0, Data: buf}
+}
