@@ -2,10 +2,10 @@ package kvs
 
 import (
 	"context"
+	"encoding/binary"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"encoding/binary"
 	"slices"
 	"sync"
 	"syscall"
