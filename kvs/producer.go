@@ -534,7 +534,7 @@ func (p *Producer) run() {
 		case err == nil || errors.Is(err, errRotate):
 			continue
 		case errors.Is(err, ErrAuth):
-			p.setFatal(fmt.Errorf("Kinesis Video Streams refused the credentials: %w", err))
+			p.setFatal(fmt.Errorf("the service refused the credentials: %w", err))
 			return
 		}
 		if p.ctx.Err() != nil || p.finished() {

@@ -99,11 +99,8 @@ func (m *MP4) Run(ctx context.Context, sink Sink) error {
 			if err != nil {
 				continue
 			}
-			ch := int(c.Config.ChannelCount)
-			if ch == 0 {
-				ch = int(c.Config.ChannelConfig)
-			}
-			mt = media.Track{Kind: media.KindAudio, CodecID: media.CodecAAC, CodecPrivate: cpd, SampleRate: float64(c.Config.SampleRate), Channels: ch}
+			mt = media.Track{Kind: media.KindAudio, CodecID: media.CodecAAC, CodecPrivate: cpd,
+				SampleRate: float64(c.Config.SampleRate), Channels: aacChannels(c.Config.ChannelConfig)}
 			haveA = true
 		default:
 			log.Warn("dropping an MP4 track Kinesis Video Streams players cannot use", "track", t.ID)

@@ -65,10 +65,7 @@ func (m *MPEGTS) Run(ctx context.Context, sink Sink) error {
 					log.Warn("dropping an AAC track whose configuration cannot be read", "err", err)
 					continue
 				}
-				audio, audioConf, rate, channels = t, b, c.Config.SampleRate, int(c.Config.ChannelCount)
-				if channels == 0 {
-					channels = int(c.Config.ChannelConfig)
-				}
+				audio, audioConf, rate, channels = t, b, c.Config.SampleRate, aacChannels(c.Config.ChannelConfig)
 			}
 		default:
 			log.Warn("dropping an MPEG-TS track Kinesis Video Streams players cannot use", "pid", t.PID)
@@ -157,4 +154,17 @@ func (m *MPEGTS) Run(ctx context.Context, sink Sink) error {
 			return fmt.Errorf("reading MPEG-TS: %w", err)
 		}
 	}
+}
+
+// aacChannels turns an AAC channel configuration into a channel count
+// (ISO/IEC 14496-3 table 1.19); 0 means a program config element decides,
+// which players treat as stereo.
+func aacChannels(config uint8) int {
+	switch {
+	case config >= 1 && config <= 6:
+		return int(config)
+	case config == 7:
+		return 8
+	}
+	return 2
 }
