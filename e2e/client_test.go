@@ -35,22 +35,14 @@ func sign(t *testing.T, req *http.Request, hash string) {
 // call makes a signed JSON call; out may be nil.
 func call(t *testing.T, base, path string, in, out any) int {
 	t.Helper()
-	body, _ := json.Marshal(in)
-	req, _ := http.NewRequest(http.MethodPost, base+path, bytes.NewReader(body))
-	sum := sha256.Sum256(body)
-	sign(t, req, hex.EncodeToString(sum[:]))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	if out != nil && resp.StatusCode == 200 {
-		if err := json.Unmarshal(data, out); err != nil {
-			t.Fatalf("%s: %v %s", path, err, data)
+	var buf bytes.Buffer
+	code := callRaw(t, base, path, in, &buf)
+	if out != nil && code == 200 {
+		if err := json.Unmarshal(buf.Bytes(), out); err != nil {
+			t.Fatalf("%s: %v %s", path, err, buf.Bytes())
 		}
 	}
-	return resp.StatusCode
+	return code
 }
 
 // callRaw makes a signed JSON call and copies the response body to w.

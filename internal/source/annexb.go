@@ -28,14 +28,7 @@ type AnnexB struct {
 
 // Run implements Source.
 func (a *AnnexB) Run(ctx context.Context, sink Sink) error {
-	now := a.Now
-	if now == nil {
-		now = time.Now
-	}
-	log := a.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	now, log := defaults(a.Now, a.Logger)
 	r := codec.NewAnnexBReader(a.R, a.Codec)
 	params := &codec.Params{Codec: a.Codec}
 	deriver := &codec.PTSDeriver{Codec: a.Codec}

@@ -24,14 +24,7 @@ type Matroska struct {
 
 // Run implements Source.
 func (m *Matroska) Run(ctx context.Context, sink Sink) error {
-	now := m.Now
-	if now == nil {
-		now = time.Now
-	}
-	log := m.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	now, log := defaults(m.Now, m.Logger)
 	d := mkv.NewDemuxer(m.R)
 	pace := &pacer{enabled: m.Pace, now: now}
 	var (

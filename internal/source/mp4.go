@@ -36,14 +36,7 @@ type mp4Sample struct {
 
 // Run implements Source.
 func (m *MP4) Run(ctx context.Context, sink Sink) error {
-	now := m.Now
-	if now == nil {
-		now = time.Now
-	}
-	log := m.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	now, log := defaults(m.Now, m.Logger)
 	data, err := io.ReadAll(m.R)
 	if err != nil {
 		return fmt.Errorf("reading MP4: %w", err)
@@ -61,36 +54,15 @@ func (m *MP4) Run(ctx context.Context, sink Sink) error {
 	for _, t := range p.Tracks {
 		var mt media.Track
 		switch c := t.Codec.(type) {
-		case *mp4codecs.H264:
+		case *mp4codecs.H264, *mp4codecs.H265:
 			if haveV {
 				continue
 			}
-			params := &codec.Params{Codec: codec.H264}
-			if _, err := params.Update([][]byte{c.SPS, c.PPS}); err != nil {
-				return fmt.Errorf("MP4 H.264 parameter sets: %w", err)
-			}
-			cpd, err := params.CodecPrivate()
+			vt, err := mp4VideoTrack(c)
 			if err != nil {
 				return err
 			}
-			info := params.Info()
-			mt = media.Track{Kind: media.KindVideo, CodecID: media.CodecH264, CodecPrivate: cpd, Name: "kinesis_video", Width: info.Width, Height: info.Height}
-			haveV = true
-		case *mp4codecs.H265:
-			if haveV {
-				continue
-			}
-			params := &codec.Params{Codec: codec.H265}
-			if _, err := params.Update([][]byte{c.VPS, c.SPS, c.PPS}); err != nil {
-				return fmt.Errorf("MP4 H.265 parameter sets: %w", err)
-			}
-			cpd, err := params.CodecPrivate()
-			if err != nil {
-				return err
-			}
-			info := params.Info()
-			mt = media.Track{Kind: media.KindVideo, CodecID: media.CodecH265, CodecPrivate: cpd, Name: "kinesis_video", Width: info.Width, Height: info.Height}
-			haveV = true
+			mt, haveV = vt, true
 		case *mp4codecs.MPEG4Audio:
 			if haveA {
 				continue
@@ -149,4 +121,29 @@ func (m *MP4) Run(ctx context.Context, sink Sink) error {
 		}
 	}
 	return nil
+}
+
+// mp4VideoTrack builds the track of an MP4 H.264 or H.265 sample entry
+// from its parameter sets.
+func mp4VideoTrack(c mp4codecs.Codec) (media.Track, error) {
+	var (
+		params *codec.Params
+		nalus  [][]byte
+		id     string
+	)
+	switch v := c.(type) {
+	case *mp4codecs.H264:
+		params, nalus, id = &codec.Params{Codec: codec.H264}, [][]byte{v.SPS, v.PPS}, media.CodecH264
+	case *mp4codecs.H265:
+		params, nalus, id = &codec.Params{Codec: codec.H265}, [][]byte{v.VPS, v.SPS, v.PPS}, media.CodecH265
+	}
+	if _, err := params.Update(nalus); err != nil {
+		return media.Track{}, fmt.Errorf("MP4 %s parameter sets: %w", params.Codec, err)
+	}
+	cpd, err := params.CodecPrivate()
+	if err != nil {
+		return media.Track{}, err
+	}
+	info := params.Info()
+	return media.Track{Kind: media.KindVideo, CodecID: id, CodecPrivate: cpd, Name: "kinesis_video", Width: info.Width, Height: info.Height}, nil
 }

@@ -28,14 +28,7 @@ func ticks90k(t int64) time.Duration { return time.Duration(t) * time.Second / 9
 
 // Run implements Source.
 func (m *MPEGTS) Run(ctx context.Context, sink Sink) error {
-	now := m.Now
-	if now == nil {
-		now = time.Now
-	}
-	log := m.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	now, log := defaults(m.Now, m.Logger)
 	r := &mpegts.Reader{R: m.R}
 	if err := r.Initialize(); err != nil {
 		return fmt.Errorf("reading MPEG-TS: %w", err)

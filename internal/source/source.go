@@ -6,6 +6,7 @@ package source
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"time"
 
 	"github.com/kvsgo/kvsgo/media"
@@ -25,6 +26,17 @@ type Source interface {
 
 // ErrUnknownFormat is returned for input kvsgo cannot identify.
 var ErrUnknownFormat = errors.New("unknown input format")
+
+// defaults fills in the clock and logger a source was not given.
+func defaults(now func() time.Time, log *slog.Logger) (func() time.Time, *slog.Logger) {
+	if now == nil {
+		now = time.Now
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return now, log
+}
 
 // pacer holds frames back to real time: a file is sent as a camera would
 // deliver it.
