@@ -220,7 +220,7 @@ func TestPutSurvivesCutConnection(t *testing.T) {
 	srv := startServe(t, serveArgs(t.TempDir())...)
 	proxy := newFaultProxy(t, srv.url)
 	src := longClip(t)
-	wait := startPut(t, "--stream", "cut", "--source", src, "--endpoint", proxy.url, "--ack-timeout", "2s")
+	wait := startPut(t, "--stream", "cut", "--source", src, "--endpoint", proxy.url, "--ack-timeout", "2s", "--close-timeout", "90s")
 	waitFragments(t, srv.url, "cut", 3)
 	proxy.cut(30 * time.Second)
 	out, errOut, code := wait()

@@ -37,8 +37,9 @@ type Buffer interface {
 	// Last returns the newest fragment, or nil.
 	Last() *Fragment
 	// Release drops fragments from the oldest up to the first one done
-	// does not accept.
-	Release(done func(*Fragment) bool) int
+	// does not accept. Fragments from inFlight on may still be being
+	// written to the connection: their memory must not be reused.
+	Release(done func(*Fragment) bool, inFlight uint64) int
 	// DropOldest removes the oldest fragment, for overflow.
 	DropOldest() *Fragment
 	// Size returns the fragments held and their bytes.
@@ -125,12 +126,12 @@ func (b *MemoryBuffer) Last() *Fragment {
 }
 
 // Release implements Buffer.
-func (b *MemoryBuffer) Release(done func(*Fragment) bool) int {
+func (b *MemoryBuffer) Release(done func(*Fragment) bool, inFlight uint64) int {
 	n := 0
 	for len(b.frags) > 0 && done(b.frags[0]) {
 		// Only a fragment the service has whole is surely not being
 		// written to the connection any more.
-		if a := b.frags[0].Acked; len(b.spare) < 4 && (a == AckPersisted || a == AckReceived) {
+		if f := b.frags[0]; len(b.spare) < 4 && f.ID < inFlight && (f.Acked == AckPersisted || f.Acked == AckReceived) {
 			b.spare = append(b.spare, b.frags[0].Data)
 		}
 		b.dropFirst()

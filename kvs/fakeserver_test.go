@@ -25,14 +25,26 @@ type fakeKVS struct {
 	*httptest.Server
 	mu       sync.Mutex
 	onFrame  func(data []byte)
-	silent   bool
+	silent   bool // never acknowledge
+	errorID  int  // answer every fragment with this ERROR instead of PERSISTED
+	noRead   bool // take the request and never read its body
 	sessions int
+	stop     chan struct{}
+}
+
+func (f *fakeKVS) sessionCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.sessions
 }
 
 func newFakeKVS(tb testing.TB) *fakeKVS {
-	f := &fakeKVS{}
+	f := &fakeKVS{stop: make(chan struct{})}
 	f.Server = httptest.NewServer(http.HandlerFunc(f.putMedia))
 	tb.Cleanup(f.Close)
+	// Runs before Close: a handler that does not read its body is not told
+	// when the client goes away.
+	tb.Cleanup(func() { close(f.stop) })
 	return f
 }
 
@@ -45,8 +57,15 @@ func (f *fakeKVS) putMedia(w http.ResponseWriter, r *http.Request) {
 	_ = rc.EnableFullDuplex()
 	f.mu.Lock()
 	f.sessions++
-	silent := f.silent
+	silent, errorID, noRead := f.silent, f.errorID, f.noRead
 	f.mu.Unlock()
+	if noRead {
+		select {
+		case <-r.Context().Done():
+		case <-f.stop:
+		}
+		return
+	}
 	d := mkv.NewDemuxer(r.Body)
 	wrote := false
 	var tc int64
@@ -76,6 +95,15 @@ func (f *fakeKVS) putMedia(w http.ResponseWriter, r *http.Request) {
 			tc, open = ev.Timecode, true
 			ack(AckBuffering)
 		case mkv.EventClusterEnd:
+			if open && errorID != 0 {
+				if !wrote {
+					w.WriteHeader(200)
+					wrote = true
+				}
+				a := ErrorAck(errorID, tc, true, "1")
+				_, _ = w.Write(a.AppendJSON(nil))
+				return // the service ends the response after an ERROR
+			}
 			if open {
 				ack(AckReceived)
 				ack(AckPersisted)

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -98,13 +99,17 @@ type Event struct {
 
 // Stats counts what the producer did.
 type Stats struct {
-	Frames, DroppedFrames         int64
-	Fragments, DroppedFragments   int64
-	Persisted, Received, Errors   int64
-	BytesSent                     int64
-	Reconnects                    int64
-	Connected                     bool
-	LastAckLatency                time.Duration // fragment complete → PERSISTED
+	Frames, DroppedFrames       int64
+	Fragments, DroppedFragments int64
+	Persisted, Received, Errors int64
+	// Rejected counts fragments the service refused for good
+	// (non-retriable ERROR acks).
+	Rejected   int64
+	BytesSent  int64
+	Reconnects int64
+	Connected  bool
+	// LastAckLatency is from a fragment's last frame to its PERSISTED.
+	LastAckLatency                time.Duration
 	BufferedFragments             int
 	BufferedBytes                 int64
 	BufferedDuration, MediaSpan   time.Duration
@@ -135,9 +140,15 @@ type Producer struct {
 	// what the connection is doing, guarded by mu
 	sendID       uint64
 	sendOff      int
-	awaitingFrom time.Time // first bytes of a fragment sent, BUFFERING not yet seen
+	awaitingFrom time.Time // a fragment's first bytes sent, no ack since
+	writeSince   time.Time // a Write to the connection under way since
+	writing      bool      // the fragment at sendID is being written
 	abortSend    bool
-	lastProgress time.Time // last ack or connection
+	staleErr     error
+	lastProgress time.Time // last RECEIVED or PERSISTED, or Close
+	skipToKey    bool      // the open fragment was refused: drop frames until a key frame
+	errStreak    int       // ERROR acks in a row
+	pending      []Event   // events queued under mu, sent after it is released
 
 	notify chan struct{}
 	ctx    context.Context
@@ -216,12 +227,27 @@ func (p *Producer) wake() {
 	}
 }
 
+// queue records an event while mu is held; flush sends queued events
+// once it is released, so that OnEvent may call back into the producer.
+func (p *Producer) queue(e Event) { p.pending = append(p.pending, e) }
+
+func (p *Producer) flush() {
+	p.mu.Lock()
+	events := p.pending
+	p.pending = nil
+	p.mu.Unlock()
+	for _, e := range events {
+		p.event(e)
+	}
+}
+
+// warnOnce queues a warning the first time; mu must be held.
 func (p *Producer) warnOnce(key, msg string) {
 	if p.warned[key] {
 		return
 	}
 	p.warned[key] = true
-	p.event(Event{Type: EventWarning, Message: msg})
+	p.queue(Event{Type: EventWarning, Message: msg})
 }
 
 // maxAudioLead is how far before its fragment's start a frame of another
@@ -234,7 +260,13 @@ const maxAudioLead = 200 * time.Millisecond
 // has given up (see Err).
 func (p *Producer) Put(f media.Frame) error {
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	err := p.put(f)
+	p.mu.Unlock()
+	p.flush()
+	return err
+}
+
+func (p *Producer) put(f media.Frame) error {
 	if p.fatal != nil {
 		return p.fatal
 	}
@@ -249,6 +281,13 @@ func (p *Producer) Put(f media.Frame) error {
 	}
 	p.stats.LastFrameTime = now
 	abs := p.base + f.PTS
+	if p.skipToKey {
+		if !f.Key || f.Track != p.fragTrack {
+			p.stats.DroppedFrames++
+			return nil
+		}
+		p.skipToKey = false
+	}
 	if f.PTS != f.DTS && f.Track == p.fragTrack {
 		p.warnOnce("bframes", "the source has B-frames: they add latency and some players stutter on them; cameras and encoders can turn them off (x264 bframes=0, ffmpeg -bf 0)")
 	}
@@ -354,11 +393,10 @@ func (p *Producer) trimOverflow() {
 		}
 		f := p.buf.DropOldest()
 		p.stats.DroppedFragments++
-		if f.ID == p.sendID && p.sendOff > 0 {
+		if f.ID == p.sendID && (p.sendOff > 0 || p.writing) {
 			p.abortSend = true // half sent: the connection must start over
-			p.log.Warn("a fragment being sent was dropped from the full buffer; reconnecting")
 		}
-		p.event(Event{Type: EventDropped, Message: fmt.Sprintf(
+		p.queue(Event{Type: EventDropped, Message: fmt.Sprintf(
 			"buffer full (%d fragments, %d MB, %s of video not yet persisted): dropped the oldest fragment (%d ms); the service is not keeping up or cannot be reached",
 			n, bytes>>20, span.Round(time.Second), f.Timecode)})
 	}
@@ -395,6 +433,7 @@ func (p *Producer) Done() <-chan struct{} { return p.done }
 // ends) for every fragment to be acknowledged.
 func (p *Producer) Close(ctx context.Context) (Stats, error) {
 	p.mu.Lock()
+	p.lastProgress = p.cfg.Now()
 	if !p.closing {
 		p.closing = true
 		if l := p.buf.Last(); l != nil && !l.Complete {
@@ -421,7 +460,7 @@ wait:
 			break wait
 		case <-tick.C:
 			p.mu.Lock()
-			stalled := p.stats.Connected && p.cfg.Now().Sub(p.lastProgress) > p.cfg.CloseTimeout
+			stalled := p.cfg.Now().Sub(p.lastProgress) > p.cfg.CloseTimeout
 			p.mu.Unlock()
 			if stalled {
 				err = fmt.Errorf("gave up waiting %s for the service to acknowledge the last fragments", p.cfg.CloseTimeout)
@@ -437,6 +476,9 @@ wait:
 	}
 	if err == nil && st.BufferedFragments > 0 {
 		err = fmt.Errorf("%d fragments were not acknowledged", st.BufferedFragments)
+	}
+	if err == nil && st.Rejected > 0 {
+		return st, fmt.Errorf("the service refused %d fragments (see the errors above)", st.Rejected)
 	}
 	if err != nil {
 		return st, fmt.Errorf("%w (%d fragments not acknowledged as persisted)", err, st.BufferedFragments)
@@ -507,9 +549,12 @@ func (p *Producer) run() {
 			p.mu.Lock()
 			p.retention = retention
 			p.mu.Unlock()
+			p.mu.Lock()
 			if retention == 0 {
 				p.warnOnce("retention", "the stream keeps no data (DataRetentionInHours 0): nothing can be played back later, and fragments count as delivered when RECEIVED")
 			}
+			p.mu.Unlock()
+			p.flush()
 		}
 		creds, err := p.cfg.Credentials.Retrieve(p.ctx)
 		if err != nil {
@@ -580,31 +625,37 @@ var errRotate = errors.New("rotating the connection")
 
 // stream runs one session: the header, then every fragment not yet
 // acknowledged, then new bytes as they come. It returns whether the session
-// worked (an ack came back) and why it ended.
+// worked (the service acknowledged data) and why it ended.
 func (p *Producer) stream(sess *Session, endpoint string, maxAge time.Duration) (worked bool, err error) {
 	acksDone := make(chan struct{})
-	var gotAck bool
-	var ackMu sync.Mutex
+	var gotAck atomic.Bool
 	go func() {
 		defer close(acksDone)
 		for a := range sess.Acks() {
-			ackMu.Lock()
-			gotAck = true
-			ackMu.Unlock()
+			// Only data the service took for good makes a session count
+			// as working; BUFFERING comes before an ERROR, too.
+			if a.EventType == AckReceived || a.EventType == AckPersisted {
+				gotAck.Store(true)
+			}
 			p.handleAck(a)
 		}
 	}()
+	watchdogDone := make(chan struct{})
+	stopWatchdog := make(chan struct{})
+	go p.watchdog(sess, stopWatchdog, watchdogDone)
 	defer func() {
+		close(stopWatchdog)
+		<-watchdogDone
 		sess.Abort()
 		<-acksDone
-		ackMu.Lock()
-		worked = worked || gotAck
-		ackMu.Unlock()
+		worked = worked || gotAck.Load()
+		p.mu.Lock()
+		if p.staleErr != nil {
+			err = p.staleErr
+		}
+		p.mu.Unlock()
 	}()
 	opened := p.cfg.Now()
-	if _, err := sess.Write(p.header); err != nil {
-		return false, p.sessionErr(sess, err)
-	}
 	p.mu.Lock()
 	if f := p.buf.First(); f != nil {
 		p.sendID = f.ID
@@ -614,23 +665,24 @@ func (p *Producer) stream(sess *Session, endpoint string, maxAge time.Duration) 
 			p.sendID = l.ID + 1
 		}
 	}
-	p.sendOff, p.abortSend, p.awaitingFrom = 0, false, time.Time{}
+	p.sendOff, p.abortSend, p.awaitingFrom, p.staleErr = 0, false, time.Time{}, nil
+	p.writeSince = p.cfg.Now()
 	p.stats.Connected = true
-	p.lastProgress = p.cfg.Now()
+	p.mu.Unlock()
+	if _, err := sess.Write(p.header); err != nil {
+		return false, p.sessionErr(sess, err)
+	}
+	p.mu.Lock()
+	p.writeSince = time.Time{}
 	p.mu.Unlock()
 	p.event(Event{Type: EventConnected, Message: "streaming to " + endpoint})
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
-	closedBody := false
 	for {
 		p.mu.Lock()
 		if p.abortSend {
 			p.mu.Unlock()
 			return false, errors.New("starting the connection over")
-		}
-		if !p.awaitingFrom.IsZero() && p.cfg.Now().Sub(p.awaitingFrom) > p.cfg.AckTimeout {
-			p.mu.Unlock()
-			return false, fmt.Errorf("no acknowledgement for %s after sending a fragment: the connection is stale", p.cfg.AckTimeout)
 		}
 		f := p.buf.Get(p.sendID)
 		if f == nil {
@@ -640,14 +692,20 @@ func (p *Producer) stream(sess *Session, endpoint string, maxAge time.Duration) 
 				continue
 			}
 		}
+		next := p.buf.Get(p.sendID + 1)
 		var chunk []byte
 		switch {
+		case f != nil && p.sendOff == 0 && f.Complete && next != nil && (f.Acked == AckPersisted || f.Acked == AckError):
+			p.sendID++ // the service has it, or refused it for good: do not send it again
+			p.mu.Unlock()
+			continue
 		case f != nil && p.sendOff < len(f.Data):
 			chunk = f.Data[p.sendOff:]
-			if p.sendOff == 0 && f.Acked == "" && p.awaitingFrom.IsZero() {
+			if p.sendOff == 0 && p.awaitingFrom.IsZero() {
 				p.awaitingFrom = p.cfg.Now()
 			}
-		case f != nil && f.Complete && p.buf.Get(p.sendID+1) != nil:
+			p.writing, p.writeSince = true, p.cfg.Now()
+		case f != nil && f.Complete && next != nil:
 			p.sendID, p.sendOff = p.sendID+1, 0
 			if p.cfg.Now().Sub(opened) > maxAge {
 				p.mu.Unlock()
@@ -657,7 +715,6 @@ func (p *Producer) stream(sess *Session, endpoint string, maxAge time.Duration) 
 			p.mu.Unlock()
 			continue
 		}
-		allSent := f == nil || (f.Complete && p.sendOff >= len(f.Data) && p.buf.Get(p.sendID+1) == nil)
 		closing := p.closing
 		p.mu.Unlock()
 
@@ -666,13 +723,14 @@ func (p *Producer) stream(sess *Session, endpoint string, maxAge time.Duration) 
 			p.mu.Lock()
 			p.sendOff += n
 			p.stats.BytesSent += int64(n)
+			p.writing, p.writeSince = false, time.Time{}
 			p.mu.Unlock()
 			if err != nil {
 				return false, p.sessionErr(sess, err)
 			}
 			continue
 		}
-		if closing && allSent && !closedBody && p.finished() {
+		if closing && p.finished() {
 			p.closeGracefully(sess)
 			return true, nil
 		}
@@ -683,6 +741,40 @@ func (p *Producer) stream(sess *Session, endpoint string, maxAge time.Duration) 
 			return false, p.sessionErr(sess, sess.Err())
 		case <-p.ctx.Done():
 			return false, p.ctx.Err()
+		}
+	}
+}
+
+// watchdog aborts a session that has gone stale: data sent without any
+// acknowledgement, or a write the connection does not take, for AckTimeout.
+func (p *Producer) watchdog(sess *Session, stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-sess.Done():
+			return
+		case <-t.C:
+		}
+		p.mu.Lock()
+		now := p.cfg.Now()
+		var stale error
+		switch {
+		case !p.awaitingFrom.IsZero() && now.Sub(p.awaitingFrom) > p.cfg.AckTimeout:
+			stale = fmt.Errorf("no acknowledgement for %s after sending a fragment: the connection is stale", p.cfg.AckTimeout)
+		case !p.writeSince.IsZero() && now.Sub(p.writeSince) > p.cfg.AckTimeout:
+			stale = fmt.Errorf("the connection has taken no data for %s: it is stale", p.cfg.AckTimeout)
+		}
+		if stale != nil {
+			p.staleErr = stale
+		}
+		p.mu.Unlock()
+		if stale != nil {
+			sess.Abort()
+			return
 		}
 	}
 }
@@ -710,54 +802,79 @@ func (p *Producer) sessionErr(sess *Session, err error) error {
 	return err
 }
 
+// maxErrorStreak is how many ERROR acks in a row, with no data
+// acknowledged between them, make the producer give up.
+const maxErrorStreak = 5
+
 func (p *Producer) handleAck(a Ack) {
 	p.mu.Lock()
 	now := p.cfg.Now()
-	p.lastProgress = now
-	var ev *Event
 	switch a.EventType {
 	case AckIdle:
 		p.awaitingFrom = time.Time{}
 	case AckBuffering, AckReceived, AckPersisted:
+		p.awaitingFrom = time.Time{}
+		if a.EventType != AckBuffering {
+			p.errStreak = 0
+		}
 		f := p.buf.ByTimecode(a.FragmentTimecode)
-		if f != nil && rank(a.EventType) > rank(f.Acked) {
+		if f != nil && rank(a.EventType) > rank(f.Acked) && f.Acked != AckError {
 			f.Acked = a.EventType
 			if a.EventType == AckPersisted && !f.CompletedAt.IsZero() {
 				p.stats.LastAckLatency = now.Sub(f.CompletedAt)
 			}
 		}
-		if a.EventType == AckBuffering {
-			p.awaitingFrom = time.Time{}
-		}
-		if a.EventType == AckPersisted {
+		switch a.EventType {
+		case AckPersisted:
 			p.stats.Persisted++
-		}
-		if a.EventType == AckReceived {
+			p.lastProgress = now
+		case AckReceived:
 			p.stats.Received++
+			p.lastProgress = now
 		}
-		ev = &Event{Type: EventAck, Ack: a}
+		p.queue(Event{Type: EventAck, Ack: a})
 	case AckError:
-		info := LookupAckError(a.ErrorID)
-		p.stats.Errors++
-		msg := fmt.Sprintf("Kinesis Video Streams error %d %s: %s; %s", a.ErrorID, info.Code, info.Cause, info.Fix)
-		if f := p.buf.ByTimecode(a.FragmentTimecode); f != nil && !info.Retriable {
-			f.Acked = AckError // cannot succeed: do not send it again
-			f.Complete = f.Complete || f != p.buf.Last()
-			msg += "; the fragment is dropped"
-		} else if info.Retriable {
-			msg += "; it is sent again"
-		}
-		ev = &Event{Type: EventAckError, Ack: a, Message: msg}
-		// The service ends the connection after an ERROR; so does the
-		// producer, and starts over from the first fragment not persisted.
-		p.abortSend = true
+		p.handleErrorAck(a)
 	}
-	p.buf.Release(p.released)
+	p.buf.Release(p.released, p.sendID)
 	p.mu.Unlock()
-	if ev != nil {
-		p.event(*ev)
-	}
+	p.flush()
 	p.wake()
+}
+
+// handleErrorAck applies an ERROR ack; mu is held.
+func (p *Producer) handleErrorAck(a Ack) {
+	info := LookupAckError(a.ErrorID)
+	p.stats.Errors++
+	p.errStreak++
+	msg := fmt.Sprintf("Kinesis Video Streams error %d %s: %s; %s", a.ErrorID, info.Code, info.Cause, info.Fix)
+	// An ERROR names its fragment by timecode; one that does not is about
+	// the oldest, as the producer SDK takes it.
+	f := p.buf.ByTimecode(a.FragmentTimecode)
+	if !a.HasTimecode || f == nil {
+		f = p.buf.First()
+	}
+	switch {
+	case f != nil && !info.Retriable:
+		f.Acked = AckError // it cannot succeed: never send it again
+		p.stats.Rejected++
+		if f == p.buf.Last() && !f.Complete {
+			f.Complete = true
+			p.skipToKey = true // the rest of it would be refused too
+		}
+		msg += "; the fragment is dropped"
+	case info.Retriable:
+		msg += "; it is sent again"
+	}
+	p.queue(Event{Type: EventAckError, Ack: a, Message: msg})
+	// The service ends the connection after an ERROR; so does the
+	// producer, and starts over from the first fragment not persisted.
+	p.abortSend = true
+	if p.errStreak >= maxErrorStreak && p.fatal == nil {
+		p.fatal = fmt.Errorf("the service refused the stream %d times in a row; last: %s", p.errStreak, msg)
+		p.queue(Event{Type: EventFatal, Err: p.fatal, Message: p.fatal.Error()})
+		p.cancel()
+	}
 }
 
 func rank(e AckEvent) int {

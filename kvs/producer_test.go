@@ -120,3 +120,102 @@ func TestProducerWarnsAboutTheSource(t *testing.T) {
 		}
 	}
 }
+
+func newTestProducer(t *testing.T, srv *fakeKVS, cfg ProducerConfig) (*Producer, *eventLog) {
+	t.Helper()
+	log := &eventLog{}
+	cfg.Stream, cfg.ControlPlane, cfg.Credentials, cfg.Region, cfg.OnEvent = StreamSetup{Name: "s"}, srv, testCreds(), "us-east-1", log.add
+	if cfg.RetryMin == 0 {
+		cfg.RetryMin, cfg.RetryMax = 10*time.Millisecond, 50*time.Millisecond
+	}
+	p, err := NewProducer(context.Background(), cfg, testTrack)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, log
+}
+
+func putSeconds(t *testing.T, p *Producer, secs int) {
+	t.Helper()
+	buf := make([]byte, 200)
+	for i := range 30 * secs {
+		if err := p.Put(stampedFrame(buf, i, 200)); err != nil {
+			return
+		}
+	}
+}
+
+// TestRetriableErrorsEveryTimeGiveUp: a service that answers every
+// fragment with a retriable ERROR is not a working connection: the producer
+// gives up, rather than looping for ever.
+func TestRetriableErrorsEveryTimeGiveUp(t *testing.T) {
+	srv := newFakeKVS(t)
+	srv.errorID = 5001
+	p, _ := newTestProducer(t, srv, ProducerConfig{GiveUpAfter: 500 * time.Millisecond, CloseTimeout: 10 * time.Second})
+	putSeconds(t, p, 3)
+	_, err := p.Close(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "5001") && !strings.Contains(err.Error(), "giving up") {
+		t.Fatalf("Close: %v", err)
+	}
+}
+
+// TestRefusedFragmentIsNotResent: a non-retriable ERROR drops that
+// fragment (and the rest of it until the next key frame); it is not sent
+// again, and Close reports it.
+func TestRefusedFragmentIsNotResent(t *testing.T) {
+	srv := newFakeKVS(t)
+	srv.errorID = 4002
+	p, log := newTestProducer(t, srv, ProducerConfig{CloseTimeout: 2 * time.Second})
+	buf := make([]byte, 200)
+	_ = p.Put(stampedFrame(buf, 0, 200))
+	_ = p.Put(stampedFrame(buf, 30, 200)) // a second fragment completes the first
+	deadline := time.Now().Add(5 * time.Second)
+	for p.Stats().Rejected == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	srv.mu.Lock()
+	srv.errorID = 0
+	srv.mu.Unlock()
+	st, err := p.Close(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "refused") || st.Rejected == 0 {
+		t.Fatalf("Close: %+v %v", st, err)
+	}
+	if n := srv.sessionCount(); n > 4 {
+		t.Fatalf("%d sessions: the refused fragment was sent again and again", n)
+	}
+	if msgs := log.messages(EventAckError); len(msgs) == 0 || !strings.Contains(msgs[0], "MAX_FRAGMENT_DURATION_REACHED") || !strings.Contains(msgs[0], "key-frame interval") {
+		t.Fatalf("error not explained: %v", msgs)
+	}
+}
+
+// TestCloseIsBoundedWhenNothingIsAcknowledged: a silent service does not
+// make Close hang, however often the connection is renewed.
+func TestCloseIsBoundedWhenNothingIsAcknowledged(t *testing.T) {
+	srv := newFakeKVS(t)
+	srv.silent = true
+	p, _ := newTestProducer(t, srv, ProducerConfig{AckTimeout: 200 * time.Millisecond, CloseTimeout: time.Second})
+	putSeconds(t, p, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := p.Close(ctx)
+	if err == nil || ctx.Err() != nil {
+		t.Fatalf("Close: %v (context: %v)", err, ctx.Err())
+	}
+}
+
+// TestStaleWhenThePeerStopsReading: a connection that takes no data is
+// given up after AckTimeout even while a write is blocked in it.
+func TestStaleWhenThePeerStopsReading(t *testing.T) {
+	srv := newFakeKVS(t)
+	srv.noRead = true
+	p, log := newTestProducer(t, srv, ProducerConfig{AckTimeout: 300 * time.Millisecond, CloseTimeout: 500 * time.Millisecond})
+	putSeconds(t, p, 30) // ~ 200 kB: more than the connection buffers hold
+	deadline := time.Now().Add(10 * time.Second)
+	for srv.sessionCount() < 2 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if srv.sessionCount() < 2 {
+		t.Fatalf("never reconnected: %v", log.messages(EventDisconnected))
+	}
+	_, _ = p.Close(context.Background())
+}

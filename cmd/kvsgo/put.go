@@ -37,6 +37,8 @@ type putFlags struct {
 	storageMB                                 int
 	metricsAddr, logLevel                     string
 	fragmentDuration                          int
+	camera                                    source.Camera
+	lowLatency                                bool
 }
 
 // alias registers another name for a flag, for people coming from kvssink.
@@ -49,7 +51,7 @@ func runPut(env *cliEnv, args []string) error {
 	fs := newFlagSet(env, "put", "put --stream NAME --source SRC [--endpoint URL] [--region R]")
 	var f putFlags
 	fs.StringVar(&f.stream, "stream", "", "Kinesis video stream to send to (required)")
-	fs.StringVar(&f.src, "source", "", "what to send: a file (H.264/H.265 Annex-B, Matroska, MPEG-TS, MP4), - for stdin, or testsrc (required)")
+	fs.StringVar(&f.src, "source", "", "what to send: rpicam, v4l2:/dev/videoN, gst:'PIPELINE', exec:'COMMAND', a file (H.264/H.265 Annex-B, Matroska, MPEG-TS, MP4), - for stdin, or testsrc (required)")
 	fs.StringVar(&f.endpoint, "endpoint", "", "control-plane URL, e.g. http://127.0.0.1:4567 for kvsgo serve (default: AWS, or AWS_ENDPOINT_URL_KINESIS_VIDEO)")
 	fs.StringVar(&f.region, "region", "", "AWS region (default: the AWS configuration, AWS_REGION)")
 	fs.StringVar(&f.accessKey, "access-key", "", "AWS access key ID (default: the standard AWS credential chain)")
@@ -67,6 +69,12 @@ func runPut(env *cliEnv, args []string) error {
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics and /healthz on this address, e.g. 127.0.0.1:9090")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&f.quiet, "quiet", false, "no live status line")
+	fs.IntVar(&f.camera.Width, "width", 0, "rpicam/v4l2: picture width (default 1280)")
+	fs.IntVar(&f.camera.Height, "height", 0, "rpicam/v4l2: picture height (default 720)")
+	fs.IntVar(&f.camera.Bitrate, "bitrate", 0, "rpicam/v4l2: bits per second (default 2000000)")
+	fs.IntVar(&f.camera.KeyInt, "keyint", 0, "rpicam/v4l2: frames between key frames (default: one second's worth)")
+	fs.StringVar(&f.camera.Profile, "profile", "", "rpicam: H.264 profile, baseline, main or high (default baseline)")
+	fs.BoolVar(&f.lowLatency, "low-latency", false, "rpicam: pass --low-latency (automatic on a Raspberry Pi 5)")
 	fs.IntVar(&f.fragmentDuration, "fragment-duration", 0, "kvssink's fragment-duration in ms: accepted, but fragments follow the source's key frames")
 	// kvssink's property names, in its units (seconds), for people moving over.
 	alias(fs, "stream-name", "stream")
@@ -87,6 +95,12 @@ func runPut(env *cliEnv, args []string) error {
 	if *bufferSecs > 0 {
 		f.bufferDuration = time.Duration(*bufferSecs) * time.Second
 	}
+	fs.Visit(func(fl *flag.Flag) {
+		if fl.Name == "low-latency" {
+			f.camera.LowLatency = &f.lowLatency
+		}
+	})
+	f.camera.FPS = f.fps
 	if f.stream == "" || f.src == "" {
 		fs.Usage()
 		return fmt.Errorf("%w: --stream and --source are required", errUsage)
@@ -108,7 +122,7 @@ func put(ctx context.Context, stopSignals func(), env *cliEnv, log *slog.Logger,
 	if err != nil {
 		return err
 	}
-	src, closer, err := source.Open(f.src, source.Options{FPS: f.fps, Fast: f.fast, Logger: log.With("source", f.src)})
+	src, closer, err := source.Open(f.src, source.Options{FPS: f.fps, Fast: f.fast, Camera: f.camera, Logger: log.With("source", f.src)})
 	if err != nil {
 		return err
 	}

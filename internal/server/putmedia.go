@@ -65,7 +65,7 @@ func (s *Server) putMedia(req *request) error {
 
 	writerDone := make(chan struct{})
 	go in.writeAcks(w, rc, writerDone)
-	body := &bodyReader{r: r.Body, rc: rc, idle: s.cfg.IdleTimeout, in: in}
+	body := &bodyReader{r: r.Body, rc: rc, idle: s.cfg.IdleTimeout, in: in, stop: s.ctx}
 	reason := in.runSafely(body)
 	close(in.acks)
 	<-writerDone
@@ -102,9 +102,14 @@ type bodyReader struct {
 	rc   *http.ResponseController
 	idle time.Duration
 	in   *ingest
+	stop context.Context // the server's: shutting down ends the session
 }
 
 func (b *bodyReader) Read(p []byte) (int, error) {
+	if b.stop != nil && b.stop.Err() != nil {
+		b.in.readErr = errors.New("the server is shutting down")
+		return 0, b.in.readErr
+	}
 	if b.rc != nil {
 		_ = b.rc.SetReadDeadline(time.Now().Add(b.idle))
 	}
@@ -203,6 +208,8 @@ func (in *ingest) writeAcks(w http.ResponseWriter, rc *http.ResponseController, 
 			}
 			writeHeader()
 			line = a.AppendJSON(line[:0])
+			// A client that stops reading acks must not stall ingest.
+			_ = rc.SetWriteDeadline(time.Now().Add(in.s.cfg.IdleTimeout))
 			if _, err := w.Write(line); err != nil {
 				in.drain()
 				return
@@ -215,6 +222,7 @@ func (in *ingest) writeAcks(w http.ResponseWriter, rc *http.ResponseController, 
 			}
 			idleAck := kvs.Ack{EventType: kvs.AckIdle}
 			line = idleAck.AppendJSON(line[:0])
+			_ = rc.SetWriteDeadline(time.Now().Add(in.s.cfg.IdleTimeout))
 			if _, err := w.Write(line); err != nil {
 				in.drain()
 				return
@@ -416,7 +424,6 @@ func (in *ingest) endFragment(end int64) (string, bool) {
 	f := in.frag
 	in.inFragment = false
 	in.lastTC, in.haveLastTC = f.timecode, true
-	in.ack(kvs.Ack{EventType: kvs.AckReceived, FragmentTimecode: f.timecode, HasTimecode: true, FragmentNumber: store.FragmentNumber(f.seq)})
 	// The fragment lasts until its last frame ends; a frame lasts about as
 	// long as the gap between the first two.
 	durationMS := ((f.maxBlockTC - f.timecode) + f.firstGap) * in.scale / 1e6
@@ -432,6 +439,9 @@ func (in *ingest) endFragment(end int64) (string, bool) {
 		return in.fail(kvs.ErrIDArchival, err), true
 	}
 	in.stored++
+	// RECEIVED once it is stored: with retention 0 it is the last word a
+	// producer gets about the fragment.
+	in.ack(kvs.Ack{EventType: kvs.AckReceived, FragmentTimecode: f.timecode, HasTimecode: true, FragmentNumber: stored.Number()})
 	if dup {
 		in.log.Info("fragment already stored (sent again)", "fragment", stored.Number(), "producer_timestamp_ms", f.producerMS)
 	} else {

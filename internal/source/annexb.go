@@ -20,6 +20,9 @@ type AnnexB struct {
 	Codec codec.Codec
 	// FPS, when set, times frames; otherwise the SPS's, else arrival time.
 	FPS float64
+	// Arrival times frames by when they arrive, ignoring the SPS's frame
+	// rate (cameras whose output carries no timing, like rpicam-vid).
+	Arrival bool
 	// Pace sends frames in real time (for files); a live pipe paces itself.
 	Pace   bool
 	Now    func() time.Time
@@ -85,7 +88,7 @@ func (a *AnnexB) Run(ctx context.Context, sink Sink) error {
 				return err
 			}
 			fps := a.FPS
-			if fps == 0 {
+			if fps == 0 && !a.Arrival {
 				fps = info.FPS
 			}
 			if fps > 0 && fps < 1000 {

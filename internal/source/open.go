@@ -3,10 +3,12 @@ package source
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/kvsgo/kvsgo/internal/codec"
@@ -14,6 +16,8 @@ import (
 
 // Options are the settings every source takes.
 type Options struct {
+	// Camera settings for rpicam and v4l2 sources.
+	Camera Camera
 	// FPS times raw streams that carry no timing.
 	FPS float64
 	// Fast sends a file as fast as the service takes it instead of in
@@ -24,12 +28,26 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// Open returns the source a --source value names: "testsrc", "-" (stdin)
-// or a file, whose format is recognised from its first bytes. The closer,
+// Open returns the source a --source value names: "testsrc", "rpicam",
+// "v4l2:/dev/videoN", "gst:PIPELINE", "exec:COMMAND", "-" (stdin) or a file,
+// whose format is recognised from its first bytes. The closer,
 // when not nil, releases the input.
 func Open(spec string, opts Options) (Source, io.Closer, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	switch {
+	case spec == "rpicam":
+		return RPiCam(opts.Camera, opts, DeviceModel()), nil, nil
+	case strings.HasPrefix(spec, "v4l2:"):
+		p, err := V4L2(context.Background(), strings.TrimPrefix(spec, "v4l2:"), opts.Camera, opts)
+		return p, nil, err
+	case strings.HasPrefix(spec, "gst:"):
+		return GStreamer(strings.TrimPrefix(spec, "gst:"), opts), nil, nil
+	case strings.HasPrefix(spec, "exec:"):
+		return Exec(strings.TrimPrefix(spec, "exec:"), opts), nil, nil
+	case strings.HasPrefix(spec, "rtsp://"), strings.HasPrefix(spec, "rtsps://"):
+		return nil, nil, fmt.Errorf("RTSP cameras are not supported yet; meanwhile: --source 'exec:ffmpeg -rtsp_transport tcp -i %s -c copy -f matroska -'", spec)
 	}
 	switch spec {
 	case "testsrc":
