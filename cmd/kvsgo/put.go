@@ -38,6 +38,7 @@ type putFlags struct {
 	metricsAddr, logLevel                     string
 	fragmentDuration                          int
 	camera                                    source.Camera
+	rtspTransport                             string
 	lowLatency                                bool
 }
 
@@ -51,7 +52,7 @@ func runPut(env *cliEnv, args []string) error {
 	fs := newFlagSet(env, "put", "put --stream NAME --source SRC [--endpoint URL] [--region R]")
 	var f putFlags
 	fs.StringVar(&f.stream, "stream", "", "Kinesis video stream to send to (required)")
-	fs.StringVar(&f.src, "source", "", "what to send: rpicam, v4l2:/dev/videoN, gst:'PIPELINE', exec:'COMMAND', a file (H.264/H.265 Annex-B, Matroska, MPEG-TS, MP4), - for stdin, or testsrc (required)")
+	fs.StringVar(&f.src, "source", "", "what to send: rpicam, v4l2:/dev/videoN, rtsp://camera/stream, gst:'PIPELINE', exec:'COMMAND', a file (H.264/H.265 Annex-B, Matroska, MPEG-TS, MP4), - for stdin, or testsrc (required)")
 	fs.StringVar(&f.endpoint, "endpoint", "", "control-plane URL, e.g. http://127.0.0.1:4567 for kvsgo serve (default: AWS, or AWS_ENDPOINT_URL_KINESIS_VIDEO)")
 	fs.StringVar(&f.region, "region", "", "AWS region (default: the AWS configuration, AWS_REGION)")
 	fs.StringVar(&f.accessKey, "access-key", "", "AWS access key ID (default: the standard AWS credential chain)")
@@ -75,6 +76,7 @@ func runPut(env *cliEnv, args []string) error {
 	fs.IntVar(&f.camera.KeyInt, "keyint", 0, "rpicam/v4l2: frames between key frames (default: one second's worth)")
 	fs.StringVar(&f.camera.Profile, "profile", "", "rpicam: H.264 profile, baseline, main or high (default baseline)")
 	fs.BoolVar(&f.lowLatency, "low-latency", false, "rpicam: pass --low-latency (automatic on a Raspberry Pi 5)")
+	fs.StringVar(&f.rtspTransport, "rtsp-transport", "tcp", "rtsp://: tcp or udp")
 	fs.IntVar(&f.fragmentDuration, "fragment-duration", 0, "kvssink's fragment-duration in ms: accepted, but fragments follow the source's key frames")
 	// kvssink's property names, in its units (seconds), for people moving over.
 	alias(fs, "stream-name", "stream")
@@ -122,7 +124,7 @@ func put(ctx context.Context, stopSignals func(), env *cliEnv, log *slog.Logger,
 	if err != nil {
 		return err
 	}
-	src, closer, err := source.Open(f.src, source.Options{FPS: f.fps, Fast: f.fast, Camera: f.camera, Logger: log.With("source", f.src)})
+	src, closer, err := source.Open(f.src, source.Options{FPS: f.fps, Fast: f.fast, Camera: f.camera, RTSPTransport: f.rtspTransport, Logger: log.With("source", f.src)})
 	if err != nil {
 		return err
 	}

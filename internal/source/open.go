@@ -18,6 +18,8 @@ import (
 type Options struct {
 	// Camera settings for rpicam and v4l2 sources.
 	Camera Camera
+	// RTSPTransport is "tcp" (default) or "udp".
+	RTSPTransport string
 	// FPS times raw streams that carry no timing.
 	FPS float64
 	// Fast sends a file as fast as the service takes it instead of in
@@ -29,7 +31,8 @@ type Options struct {
 }
 
 // Open returns the source a --source value names: "testsrc", "rpicam",
-// "v4l2:/dev/videoN", "gst:PIPELINE", "exec:COMMAND", "-" (stdin) or a file,
+// "v4l2:/dev/videoN", "gst:PIPELINE", "exec:COMMAND", "rtsp://…", "-"
+// (stdin) or a file,
 // whose format is recognised from its first bytes. The closer,
 // when not nil, releases the input.
 func Open(spec string, opts Options) (Source, io.Closer, error) {
@@ -47,7 +50,7 @@ func Open(spec string, opts Options) (Source, io.Closer, error) {
 	case strings.HasPrefix(spec, "exec:"):
 		return Exec(strings.TrimPrefix(spec, "exec:"), opts), nil, nil
 	case strings.HasPrefix(spec, "rtsp://"), strings.HasPrefix(spec, "rtsps://"):
-		return nil, nil, fmt.Errorf("RTSP cameras are not supported yet; meanwhile: --source 'exec:ffmpeg -rtsp_transport tcp -i %s -c copy -f matroska -'", spec)
+		return &RTSP{URL: spec, Transport: opts.RTSPTransport, Now: opts.Now, Logger: opts.Logger}, nil, nil
 	}
 	switch spec {
 	case "testsrc":
