@@ -1,9 +1,11 @@
 package source
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,6 +46,24 @@ func onlyPath(t *testing.T, dir string) {
 		}
 	}
 	t.Setenv("PATH", dir+":"+tools)
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // stopAfter is a sink that cancels the source after n frames.
@@ -89,15 +109,20 @@ func readArgs(t *testing.T, path string) []string {
 
 func TestRPiCamFlagsRestartAndTiming(t *testing.T) {
 	dir := t.TempDir()
-	args := standIn(t, dir, "rpicam-vid", "cat "+mediatest.Fixture(t, "h264-baseline.h264"))
+	args := standIn(t, dir, "rpicam-vid", "echo 'Preview window unavailable' >&2; cat "+mediatest.Fixture(t, "h264-baseline.h264"))
 	onlyPath(t, dir)
-	src := RPiCam(Camera{Width: 640, Height: 480, FPS: 25, Bitrate: 1_000_000}, Options{}, "Raspberry Pi 5 Model B Rev 1.0")
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	src := RPiCam(Camera{Width: 640, Height: 480, FPS: 25, Bitrate: 1_000_000}, Options{Logger: log}, "Raspberry Pi 5 Model B Rev 1.0")
 	// The stand-in ends after one clip: the source restarts it.
 	got := runUntil(t, src, 120)
 	lines := readArgs(t, args)
 	want := "-t 0 -n --inline --codec h264 -o - --width 640 --height 480 --framerate 25 --bitrate 1000000 --intra 25 --profile baseline --low-latency"
 	if len(lines) < 2 || lines[0] != want {
 		t.Fatalf("rpicam-vid ran %d times, with\n%q\nwant\n%q", len(lines), lines, want)
+	}
+	if l := logs.String(); !strings.Contains(l, "source=rpicam") || !strings.Contains(l, "Preview window unavailable") || !strings.Contains(l, "restarting") {
+		t.Fatalf("rpicam-vid's stderr and its restart are not in the log:\n%s", l)
 	}
 	if got.tracks[0].Width != 640 || got.tracks[0].CodecID != media.CodecH264 {
 		t.Fatalf("track %+v", got.tracks[0])
