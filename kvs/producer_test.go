@@ -2,6 +2,8 @@ package kvs
 
 import (
 	"context"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"strings"
 	"sync"
 	"testing"
@@ -218,4 +220,64 @@ func TestStaleWhenThePeerStopsReading(t *testing.T) {
 		t.Fatalf("never reconnected: %v", log.messages(EventDisconnected))
 	}
 	_, _ = p.Close(context.Background())
+}
+
+// expiringCreds hands out credentials that expire a minute and a second
+// from now, counting how often they are fetched.
+type expiringCreds struct {
+	mu    sync.Mutex
+	calls int
+}
+
+func (e *expiringCreds) Retrieve(context.Context) (aws.Credentials, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.calls++
+	return aws.Credentials{AccessKeyID: "AKID", SecretAccessKey: "s", CanExpire: true, Expires: time.Now().Add(61 * time.Second)}, nil
+}
+
+// TestRotatesConnectionsAndCredentials: the connection is renewed at a
+// fragment boundary when it gets old, and before its credentials expire,
+// with every frame delivered once.
+func TestRotatesConnectionsAndCredentials(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		age   time.Duration
+		creds aws.CredentialsProvider
+	}{
+		{"max age", 300 * time.Millisecond, testCreds()},
+		{"expiring credentials", time.Hour, &expiringCreds{}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			srv := newFakeKVS(t)
+			var got int
+			var mu sync.Mutex
+			srv.onFrame = func([]byte) { mu.Lock(); got++; mu.Unlock() }
+			p, err := NewProducer(context.Background(), ProducerConfig{Stream: StreamSetup{Name: "s"}, ControlPlane: srv,
+				Credentials: c.creds, Region: "us-east-1", MaxConnectionAge: c.age}, testTrack)
+			if err != nil {
+				t.Fatal(err)
+			}
+			buf := make([]byte, 200)
+			for i := range 150 { // 5 s of video over about 1.5 s
+				_ = p.Put(stampedFrame(buf, i, 200))
+				time.Sleep(10 * time.Millisecond)
+			}
+			st, err := p.Close(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if srv.sessionCount() < 2 || st.Persisted < 5 {
+				t.Fatalf("%d sessions, %d persisted", srv.sessionCount(), st.Persisted)
+			}
+			if got < 150 {
+				t.Fatalf("the peer got %d frames of 150", got)
+			}
+			if e, ok := c.creds.(*expiringCreds); ok && e.calls < 2 {
+				t.Fatalf("credentials fetched %d times", e.calls)
+			}
+		})
+	}
 }
