@@ -2,12 +2,12 @@ package kvs
 
 import (
 	"context"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/kvsgo/kvsgo/media"
 )
