@@ -22,7 +22,7 @@ import (
 )
 
 func fuzzServer(f *testing.F) (*Server, store.Stream) {
-	st, err := store.Open(store.Options{Dir: f.TempDir()})
+	st, err := store.Open(store.Options{Dir: f.TempDir(), NoSync: true})
 	if err != nil {
 		f.Fatal(err)
 	}

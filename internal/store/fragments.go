@@ -184,8 +184,10 @@ func (s *Store) AppendFragment(name string, nf NewFragment) (f Fragment, dup boo
 	f.BodyOff, f.BodyLen = st.segSize, int64(len(nf.Body))
 	st.segSize += int64(len(nf.Body))
 	// The bytes reach the disk before the index points at them.
-	if err := st.seg.Sync(); err != nil {
-		return f, false, s.segmentFailed(st, err)
+	if !s.opts.NoSync {
+		if err := st.seg.Sync(); err != nil {
+			return f, false, s.segmentFailed(st, err)
+		}
 	}
 	err = s.db.Batch(func(tx *bolt.Tx) error {
 		fb, pb := tx.Bucket(fragBucket(name)), tx.Bucket(ptimeBucket(name))

@@ -50,6 +50,9 @@ type Options struct {
 	// RetentionSweep is how often expired fragments are removed; one
 	// minute when zero.
 	RetentionSweep time.Duration
+	// NoSync skips fsync: for fuzzing and throwaway stores only, never
+	// for data anyone wants to keep.
+	NoSync bool
 }
 
 // Store is the server's durable state. It is safe for concurrent use.
@@ -94,7 +97,7 @@ func Open(opts Options) (*Store, error) {
 	if err := os.MkdirAll(filepath.Join(opts.Dir, "media"), 0o755); err != nil {
 		return nil, fmt.Errorf("creating the data directory: %w", err)
 	}
-	db, err := bolt.Open(filepath.Join(opts.Dir, "index.db"), 0o644, &bolt.Options{Timeout: 2 * time.Second})
+	db, err := bolt.Open(filepath.Join(opts.Dir, "index.db"), 0o644, &bolt.Options{Timeout: 2 * time.Second, NoSync: opts.NoSync})
 	if err != nil {
 		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("the data directory %s is in use by another kvsgo serve", opts.Dir)
