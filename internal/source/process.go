@@ -75,25 +75,43 @@ func (p *Process) Run(ctx context.Context, sink Sink) error {
 		return err
 	}
 	cs := &continuingSink{inner: sink}
+	return restartLoop(ctx, now, cs,
+		func() error { return p.runOnce(ctx, argv, cs, log) },
+		func(err error) (bool, error) {
+			switch {
+			case !p.Restart && (!p.RestartOnFailure || err == nil):
+				return true, err
+			case !p.Restart && cs.tracks == nil:
+				// It failed before producing any video: a mistake in the
+				// command, not a camera hiccup.
+				return true, fmt.Errorf("%s produced no video: %w", argv[0], err)
+			}
+			return false, nil
+		},
+		func(err error, delay time.Duration) {
+			log.Warn("the program stopped; restarting it", "program", argv[0], "reason", err, "in", delay)
+		})
+}
+
+// restartLoop calls run until ctx ends or final says a result ends it,
+// waiting between runs with back-off (1 s doubling to 30 s, back to 1 s
+// after a run of 30 s) and continuing the stream's timestamps across runs.
+func restartLoop(ctx context.Context, now func() time.Time, cs *continuingSink, run func() error,
+	final func(error) (bool, error), restarting func(err error, delay time.Duration)) error {
 	delay := time.Second
 	for {
 		started := now()
-		err := p.runOnce(ctx, argv, cs, log)
+		err := run()
 		if ctx.Err() != nil {
 			return nil
 		}
-		if !p.Restart && (!p.RestartOnFailure || err == nil) {
-			return err
-		}
-		if !p.Restart && cs.tracks == nil {
-			// It failed before producing any video: a mistake in the
-			// command, not a camera hiccup.
-			return fmt.Errorf("%s produced no video: %w", argv[0], err)
+		if done, result := final(err); done {
+			return result
 		}
 		if now().Sub(started) > 30*time.Second {
 			delay = time.Second // it ran a good while: start over fresh
 		}
-		log.Warn("the program stopped; restarting it", "program", argv[0], "reason", err, "in", delay)
+		restarting(err, delay)
 		t := time.NewTimer(delay)
 		select {
 		case <-t.C:

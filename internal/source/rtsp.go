@@ -40,31 +40,18 @@ func (r *RTSP) Run(ctx context.Context, sink Sink) error {
 		return fmt.Errorf("RTSP URL %q: %w", r.URL, err)
 	}
 	cs := &continuingSink{inner: sink}
-	delay := time.Second
-	for {
-		started := now()
-		err := r.runOnce(ctx, u, cs, log)
-		if ctx.Err() != nil {
-			return nil
-		}
-		var fatal *fatalSourceError
-		if errors.As(err, &fatal) {
-			return fatal.err
-		}
-		if now().Sub(started) > 30*time.Second {
-			delay = time.Second
-		}
-		log.Warn("the camera dropped; reconnecting", "url", redact(u), "reason", err, "in", delay)
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return nil
-		}
-		delay = min(delay*2, 30*time.Second)
-		cs.nextRun()
-	}
+	return restartLoop(ctx, now, cs,
+		func() error { return r.runOnce(ctx, u, cs, log) },
+		func(err error) (bool, error) {
+			var fatal *fatalSourceError
+			if errors.As(err, &fatal) {
+				return true, fatal.err
+			}
+			return false, nil
+		},
+		func(err error, delay time.Duration) {
+			log.Warn("the camera dropped; reconnecting", "url", redact(u), "reason", err, "in", delay)
+		})
 }
 
 // fatalSourceError ends a source instead of reconnecting.
