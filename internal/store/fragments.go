@@ -189,7 +189,11 @@ func (s *Store) AppendFragment(name string, nf NewFragment) (f Fragment, dup boo
 			return f, false, s.segmentFailed(st, err)
 		}
 	}
-	err = s.db.Batch(func(tx *bolt.Tx) error {
+	commit := s.db.Batch // group commit across streams
+	if s.opts.NoSync {
+		commit = s.db.Update // nothing to group: no waiting for company
+	}
+	err = commit(func(tx *bolt.Tx) error {
 		fb, pb := tx.Bucket(fragBucket(name)), tx.Bucket(ptimeBucket(name))
 		if fb == nil || pb == nil {
 			return fmt.Errorf("%w: %s", ErrStreamNotFound, name)

@@ -104,6 +104,9 @@ func Open(opts Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("opening the index: %w", err)
 	}
+	// Commits of fragments from several streams are grouped, waiting at
+	// most this long for one another: it adds to each PERSISTED ack.
+	db.MaxBatchDelay = 2 * time.Millisecond
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketStreams, bucketMeta} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
