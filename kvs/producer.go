@@ -261,8 +261,12 @@ const maxAudioLead = 200 * time.Millisecond
 func (p *Producer) Put(f media.Frame) error {
 	p.mu.Lock()
 	err := p.put(f)
+	events := p.pending // usually none: one lock per frame
+	p.pending = nil
 	p.mu.Unlock()
-	p.flush()
+	for _, e := range events {
+		p.event(e)
+	}
 	return err
 }
 

@@ -142,7 +142,7 @@ func put(ctx context.Context, stopSignals func(), env *cliEnv, log *slog.Logger,
 		OnEvent: func(e kvs.Event) { logEvent(log, e) },
 	}
 	// The producer outlives a Ctrl-C: it still delivers what it holds.
-	sink := &producerSink{ctx: context.WithoutCancel(ctx), cfg: pcfg, started: make(chan struct{})}
+	sink := &producerSink{ctx: context.WithoutCancel(ctx), cfg: pcfg}
 	var wg sync.WaitGroup
 	statusCtx, stopStatus := context.WithCancel(ctx)
 	defer func() { stopStatus(); wg.Wait() }()
@@ -215,11 +215,10 @@ func loadAWS(ctx context.Context, f putFlags) (aws.Config, string, error) {
 
 // producerSink starts the producer when the source knows its tracks.
 type producerSink struct {
-	ctx     context.Context
-	cfg     kvs.ProducerConfig
-	mu      sync.Mutex
-	p       *kvs.Producer
-	started chan struct{}
+	ctx context.Context
+	cfg kvs.ProducerConfig
+	mu  sync.Mutex
+	p   *kvs.Producer
 }
 
 func (s *producerSink) Start(tracks []media.Track) error {
@@ -230,7 +229,6 @@ func (s *producerSink) Start(tracks []media.Track) error {
 	s.mu.Lock()
 	s.p = p
 	s.mu.Unlock()
-	close(s.started)
 	return nil
 }
 

@@ -75,10 +75,9 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// call makes a signed JSON API call and decodes the response into out.
-func (ts *testServer) call(t *testing.T, path string, in, out any) (int, http.Header) {
+// post sends a JSON body to path, signed with the test credentials.
+func (ts *testServer) post(t *testing.T, path string, body []byte) *http.Response {
 	t.Helper()
-	body, _ := json.Marshal(in)
 	req, _ := http.NewRequest(http.MethodPost, ts.URL+path, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	sum := sha256.Sum256(body)
@@ -89,6 +88,14 @@ func (ts *testServer) call(t *testing.T, path string, in, out any) (int, http.He
 	if err != nil {
 		t.Fatal(err)
 	}
+	return resp
+}
+
+// call makes a signed JSON API call and decodes the response into out.
+func (ts *testServer) call(t *testing.T, path string, in, out any) (int, http.Header) {
+	t.Helper()
+	body, _ := json.Marshal(in)
+	resp := ts.post(t, path, body)
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(resp.Body)
 	if out != nil && resp.StatusCode == 200 {
@@ -199,16 +206,7 @@ func awsCLI(t *testing.T, endpoint, key, secret string, args ...string) (string,
 // whole response body.
 func mustGetMedia(t *testing.T, ts *testServer, stream, selector string) []byte {
 	t.Helper()
-	body := []byte(`{"StreamName":"` + stream + `","StartSelector":` + selector + `}`)
-	req, _ := http.NewRequest(http.MethodPost, ts.URL+"/getMedia", bytes.NewReader(body))
-	sum := sha256.Sum256(body)
-	if err := v4.NewSigner().SignHTTP(context.Background(), testCreds, req, hex.EncodeToString(sum[:]), "kinesisvideo", region, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := ts.post(t, "/getMedia", []byte(`{"StreamName":"`+stream+`","StartSelector":`+selector+`}`))
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
 	if err != nil || resp.StatusCode != 200 {
