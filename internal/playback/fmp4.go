@@ -40,8 +40,7 @@ func InitSegment(tracks []*Track) ([]byte, error) {
 // Placement says where a fragment goes on the players' timeline.
 type Placement struct {
 	// BaseMS is the epoch time in milliseconds of the fragment's Cluster
-	// timecode: its producer timestamp, or its server timestamp when a
-	// session selects by server time.
+	// timecode: its producer timestamp.
 	BaseMS int64
 	// FrameInterval is the frame interval to assume when a fragment has a
 	// single video frame (its stored duration); zero means 1/30 s.

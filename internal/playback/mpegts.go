@@ -86,7 +86,31 @@ func TSSegment(f *Fragment, p Placement) ([]byte, error) {
 			return nil, fmt.Errorf("writing an MPEG-TS segment: %w", err)
 		}
 	}
+	markDiscontinuity(buf.Bytes())
 	return buf.Bytes(), nil
+}
+
+// markDiscontinuity sets the discontinuity indicator in the first packet
+// of each elementary stream that has an adaptation field (the writer gives
+// one to key frames and audio). Each segment is written on its own, so its
+// continuity counters start at 0 rather than where the previous segment's
+// ended; the indicator tells demuxers this is expected, so that they do
+// not flag the first frame of every segment as corrupt. mediacommon's
+// writer has no option for it: it is one bit of the packet header.
+func markDiscontinuity(ts []byte) {
+	const size = 188
+	seen := map[uint16]bool{}
+	for off := 0; off+size <= len(ts); off += size {
+		p := ts[off : off+size]
+		pid := uint16(p[1]&0x1f)<<8 | uint16(p[2])
+		if p[0] != 0x47 || seen[pid] || pid < 0x20 {
+			continue // not a packet, already marked, or a table
+		}
+		seen[pid] = true
+		if p[3]&0x20 != 0 && p[4] > 0 { // adaptation field with flags
+			p[5] |= 0x80
+		}
+	}
 }
 
 // annexBNALUs splits a frame into NAL units and, at a key frame that

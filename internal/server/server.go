@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kvsgo/kvsgo/internal/playback"
 	"github.com/kvsgo/kvsgo/internal/sigv4"
 	"github.com/kvsgo/kvsgo/internal/store"
 )
@@ -82,6 +83,7 @@ type Server struct {
 	verifier *sigv4.Verifier
 	metrics  *metrics
 	mux      *http.ServeMux
+	playback *playback.Sessions
 
 	// ctx ends long-lived requests (PutMedia, GetMedia) on Shutdown.
 	ctx    context.Context
@@ -115,13 +117,20 @@ func New(cfg Config) *Server {
 		"/untagStream":         s.untagStream,
 		"/listTagsForStream":   s.listTagsForStream,
 		"/listFragments":       s.listFragments,
+
+		"/getHLSStreamingSessionURL":  s.getHLSStreamingSessionURL,
+		"/getDASHStreamingSessionURL": s.getDASHStreamingSessionURL,
 	}
+	s.playback = s.newPlayback()
 	for path, h := range json {
 		s.mux.Handle("POST "+path, s.jsonAPI(strings.TrimPrefix(path, "/"), h))
 	}
 	s.mux.Handle("POST /putMedia", s.streamingAPI("putMedia", false, s.putMedia))
 	s.mux.Handle("POST /getMedia", s.streamingAPI("getMedia", true, s.getMedia))
 	s.mux.Handle("POST /getMediaForFragmentList", s.streamingAPI("getMediaForFragmentList", true, s.getMediaForFragmentList))
+	s.mux.Handle("POST /getClip", s.streamingAPI("getClip", true, s.getClip))
+	s.mux.Handle("GET /hls/v1/{resource}", s.playbackResource(playback.KindHLS))
+	s.mux.Handle("GET /dash/v1/{resource}", s.playbackResource(playback.KindDASH))
 	s.mux.Handle("GET /metrics", s.metrics.handler())
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

@@ -1,0 +1,72 @@
+package server
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/kvsgo/kvsgo/internal/playback"
+)
+
+// getClip answers GetClip: an MP4 file of a time range, at most its first
+// 200 fragments or 100 MB, as the service does.
+func (s *Server) getClip(req *request) error {
+	var in struct {
+		streamRef
+		ClipFragmentSelector *fragmentSelector `json:"ClipFragmentSelector"`
+	}
+	if err := decodeJSON(req.body, &in); err != nil {
+		return err
+	}
+	sel := in.ClipFragmentSelector
+	if sel == nil || sel.TimestampRange == nil || sel.TimestampRange.StartTimestamp == nil || sel.TimestampRange.EndTimestamp == nil {
+		return invalidArgument("ClipFragmentSelector with FragmentSelectorType and a TimestampRange (StartTimestamp and EndTimestamp) is required.")
+	}
+	var producer bool
+	switch sel.FragmentSelectorType {
+	case "PRODUCER_TIMESTAMP":
+		producer = true
+	case "SERVER_TIMESTAMP":
+	default:
+		return invalidArgument("FragmentSelectorType %q must be PRODUCER_TIMESTAMP or SERVER_TIMESTAMP.", sel.FragmentSelectorType)
+	}
+	start, end := sel.TimestampRange.StartTimestamp.Time, sel.TimestampRange.EndTimestamp.Time
+	switch {
+	case !end.After(start):
+		return invalidArgument("EndTimestamp must be later than StartTimestamp.")
+	case end.Sub(start) > 24*time.Hour:
+		return invalidArgument("EndTimestamp must be within 24 hours of StartTimestamp.")
+	case !producer && end.After(s.cfg.Now()):
+		return invalidArgument("With SERVER_TIMESTAMP, EndTimestamp must be in the past.")
+	}
+	st, err := s.resolve(in.streamRef)
+	if err != nil {
+		return err
+	}
+	if st.RetentionHours == 0 {
+		return errorf(http.StatusBadRequest, "NoDataRetentionException",
+			"Stream %s keeps no data (DataRetentionInHours is 0), so it has no clips. Give it a retention period with update-data-retention.", st.Name)
+	}
+	sess := playback.Session{Stream: st.Name, ARN: st.ARN, Mode: playback.ModeOnDemand, ProducerTime: producer, Start: start, End: end}
+	frags, err := s.playback.ClipFragments(st.Name, producer, start, end)
+	if err != nil {
+		return playbackError(err, sess)
+	}
+	parsed := make([]*playback.Fragment, len(frags))
+	places := make([]playback.Placement, len(frags))
+	for i, f := range frags {
+		if parsed[i], err = s.playback.Load(st.Name, f); err != nil {
+			return playbackError(err, sess)
+		}
+		places[i] = sess.Placement(f)
+	}
+	clip, err := playback.NewClip(parsed, places)
+	if err != nil {
+		return playbackError(err, sess)
+	}
+	req.w.Header().Set("Content-Type", "video/mp4")
+	if err := clip.Write(req.w); err != nil {
+		s.log.Info("GetClip: the reader went away", "stream", st.Name, "error", err)
+	}
+	s.log.Info("GetClip", "stream", st.Name, "fragments", len(frags))
+	return nil
+}
