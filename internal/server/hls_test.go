@@ -21,7 +21,11 @@ type testClock struct {
 	offset time.Duration
 }
 
-func (c *testClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return time.Now().Add(c.offset) }
+func (c *testClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.offset)
+}
 func (c *testClock) advance(d time.Duration) {
 	c.mu.Lock()
 	c.offset += d
