@@ -20,6 +20,14 @@ type fakeStore struct {
 	headers map[uint32][]byte // by Segment
 	body    []byte
 	changed chan struct{}
+	waiting int
+}
+
+// waiters is how many WaitAfter calls are blocked.
+func (s *fakeStore) waiters() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.waiting
 }
 
 func newFakeStore(t testing.TB) *fakeStore {
@@ -84,6 +92,14 @@ func (s *fakeStore) WaitAfter(ctx context.Context, name string, after uint64) er
 	if latest, _ := s.Latest(name); latest > after {
 		return nil
 	}
+	s.mu.Lock()
+	s.waiting++
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.waiting--
+		s.mu.Unlock()
+	}()
 	select {
 	case <-ch:
 		return nil
