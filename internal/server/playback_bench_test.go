@@ -1,0 +1,111 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kvsgo/kvsgo/internal/mediatest"
+	"github.com/kvsgo/kvsgo/internal/server"
+	"github.com/kvsgo/kvsgo/internal/store"
+	"github.com/kvsgo/kvsgo/mkv"
+)
+
+// BenchmarkPersistedToLivePlaylist measures, with the real store and HTTP,
+// the time from a fragment being stored (when PutMedia sends PERSISTED) to
+// a LIVE media playlist that names it reaching a player that asked for it
+// with a blocking reload (_HLS_msn).
+func BenchmarkPersistedToLivePlaylist(b *testing.B) {
+	st, err := store.Open(store.Options{Dir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	srv := server.New(server.Config{Store: st})
+	hs := httptest.NewServer(srv.Handler())
+	defer hs.Close()
+	defer srv.Shutdown(context.Background())
+	if _, err := st.CreateStream(store.NewStream{Name: "live", RetentionHours: 1}); err != nil {
+		b.Fatal(err)
+	}
+	header, body := firstFragment(b)
+	base := time.Now().Add(-time.Second).UnixMilli()
+	app := func(i int) {
+		if _, _, err := st.AppendFragment("live", store.NewFragment{Header: header, Body: body,
+			ProducerMS: base + int64(i)*1000, ServerMS: time.Now().UnixMilli(), DurationMS: 1000}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	app(0)
+	u := liveSession(b, srv, hs.URL)
+	media := strings.Replace(u, "getHLSMasterPlaylist", "getHLSMediaPlaylist", 1) + "&TrackNumber=1"
+	var total time.Duration
+	for i := 1; b.Loop(); i++ {
+		type result struct {
+			at   time.Time
+			body []byte
+			err  error
+		}
+		done := make(chan result, 1)
+		go func() {
+			resp, err := http.Get(media + "&_HLS_msn=" + strconv.Itoa(i))
+			if err != nil {
+				done <- result{err: err}
+				return
+			}
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			done <- result{time.Now(), body, err}
+		}()
+		time.Sleep(5 * time.Millisecond) // let the request reach the live edge and wait there
+		app(i)
+		stored := time.Now()
+		r := <-done
+		if r.err != nil || !bytes.Contains(r.body, []byte("#EXT-X-MEDIA-SEQUENCE")) || bytes.Count(r.body, []byte("#EXTINF")) != min(i+1, 5) {
+			b.Fatalf("playlist %d: %v\n%s", i, r.err, r.body)
+		}
+		total += r.at.Sub(stored)
+	}
+	b.ReportMetric(float64(total.Microseconds())/float64(b.N), "µs/persisted-to-playlist")
+}
+
+// firstFragment cuts the fixture's first fragment out of its Matroska
+// stream: the header, and the first Cluster.
+func firstFragment(b *testing.B) (header, body []byte) {
+	data := mediatest.ReadFixture(b, "h264-aac.mkv")
+	d := mkv.NewDemuxer(bytes.NewReader(data))
+	var start, end int64 = -1, -1
+	for {
+		ev, err := d.Next()
+		if errors.Is(err, io.EOF) || end >= 0 {
+			break
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		switch {
+		case ev.Type == mkv.EventHeader:
+			header = data[:ev.End]
+		case ev.Type == mkv.EventCluster && start < 0:
+			start = ev.Offset
+		case ev.Type == mkv.EventClusterEnd && start >= 0:
+			end = ev.End
+		}
+	}
+	return header, data[start:end]
+}
+
+func liveSession(b *testing.B, srv *server.Server, base string) string {
+	u, err := srv.NewSession(context.Background(), "live", "LIVE", time.Time{}, time.Time{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return base + u
+}
