@@ -91,12 +91,26 @@ func Sniff(r io.Reader, pace bool, opts Options) (Source, error) {
 	case isMPEGTS(head):
 		return &MPEGTS{R: br, Pace: pace, Now: opts.Now, Logger: opts.Logger}, nil
 	case len(head) >= 8 && string(head[4:8]) == "ftyp":
-		return &MP4{R: br, Pace: pace, Now: opts.Now, Logger: opts.Logger}, nil
+		return sniffedMP4(r, br, pace, opts), nil
 	}
 	if c, ok := annexBCodec(head); ok {
 		return &AnnexB{R: br, Codec: c, FPS: opts.FPS, Pace: pace, Now: opts.Now, Logger: opts.Logger}, nil
 	}
 	return nil, fmt.Errorf("%w: not Annex-B H.264/H.265, Matroska/WebM, MPEG-TS or MP4 (first bytes % x)", ErrUnknownFormat, head[:min(8, len(head))])
+}
+
+// sniffedMP4 reads a file in place; from a pipe, the MP4 is buffered whole
+// before it is sent, so it is sent in real time like a file unless --fast.
+func sniffedMP4(r io.Reader, br *bufio.Reader, pace bool, opts Options) *MP4 {
+	m := &MP4{R: br, Pace: pace || !opts.Fast, Now: opts.Now, Logger: opts.Logger}
+	if f, ok := r.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+			m.R, m.Pace = f, pace
+		}
+	} else if _, ok := r.(sizedReaderAt); ok {
+		m.R, m.Pace = r, pace
+	}
+	return m
 }
 
 func isMPEGTS(b []byte) bool {

@@ -17,9 +17,18 @@ import (
 type collect struct {
 	tracks []media.Track
 	frames []media.Frame
+	starts int
+	drops  map[uint8]int // frames reported lost, by track
 }
 
-func (c *collect) Start(t []media.Track) error { c.tracks = t; return nil }
+func (c *collect) Start(t []media.Track) error { c.tracks = t; c.starts++; return nil }
+
+func (c *collect) Drop(track uint8, n int, _ string) {
+	if c.drops == nil {
+		c.drops = map[uint8]int{}
+	}
+	c.drops[track] += n
+}
 func (c *collect) Frame(f media.Frame) error {
 	f.Data = append([]byte(nil), f.Data...)
 	c.frames = append(c.frames, f)
