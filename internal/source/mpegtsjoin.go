@@ -22,11 +22,11 @@ type tsJoins struct {
 	onLoss func(pid uint16)
 	onJoin func(pid uint16)
 	buf    [188 * 32]byte
-	start  int // served up to here
-	end    int // filled up to here; whole packets before done
-	done   int // packets checked up to here
+	start  int                   // served up to here
+	end    int                   // filled up to here; whole packets before done
+	done   int                   // packets checked up to here
 	last   map[uint16]*[188]byte // the last packet of each PID, renumbered
-	shift  map[uint16]uint8       // added to each PID's counters since its last join
+	shift  map[uint16]uint8      // added to each PID's counters since its last join
 }
 
 func newTSJoins(r io.Reader, onJoin, onLoss func(pid uint16)) *tsJoins {
