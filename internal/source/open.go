@@ -59,9 +59,7 @@ func Open(spec string, opts Options) (Source, io.Closer, error) {
 		if opts.Stdin == nil {
 			opts.Stdin = os.Stdin
 		}
-		// A pipe delivers at its own pace.
-		src, err := Sniff(opts.Stdin, false, opts)
-		return src, nil, err
+		return &stdin{r: opts.Stdin, opts: opts}, nil, nil
 	}
 	f, err := os.Open(spec)
 	if err != nil {

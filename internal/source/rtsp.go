@@ -39,13 +39,16 @@ func (r *RTSP) Run(ctx context.Context, sink Sink) error {
 	if err != nil {
 		return fmt.Errorf("RTSP URL %q: %w", r.URL, err)
 	}
-	cs := &continuingSink{inner: sink}
-	return restartLoop(ctx, now, cs,
+	cs := &continuingSink{inner: sink, log: log}
+	return restartLoop(ctx, now, cs, backoff{First: time.Second, Max: 30 * time.Second},
 		func() error { return r.runOnce(ctx, u, cs, log) },
-		func(err error) (bool, error) {
+		func(err error, _ time.Duration) (bool, error) {
 			var fatal *fatalSourceError
 			if errors.As(err, &fatal) {
 				return true, fatal.err
+			}
+			if se := (*sinkError)(nil); errors.As(err, &se) {
+				return true, se.err
 			}
 			return false, nil
 		},

@@ -123,8 +123,27 @@ func TestStdinAndErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a, ok := src.(*AnnexB); !ok || a.Pace {
-		t.Fatalf("stdin: %T (paced: a pipe sets its own pace)", src)
+	inner, release, err := src.(*stdin).sniff(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	release()
+	if a, ok := inner.(*AnnexB); !ok || a.Pace {
+		t.Fatalf("stdin: %T (paced: a pipe sets its own pace)", inner)
+	}
+	// kvsgo put --source - < file: a file, sent in real time.
+	f, err := os.Open(mediatest.Fixture(t, "h265.h265"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	src, _, _ = Open("-", Options{Stdin: f})
+	if inner, release, err = src.(*stdin).sniff(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	release()
+	if a, ok := inner.(*AnnexB); !ok || !a.Pace {
+		t.Fatalf("stdin from a file: %T (not paced)", inner)
 	}
 	if _, _, err := Open(filepath.Join(t.TempDir(), "missing.h264"), Options{}); err == nil {
 		t.Fatal("a missing file opened")
