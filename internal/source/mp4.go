@@ -123,6 +123,17 @@ func isMP4Video(format string) bool {
 	return false
 }
 
+// order places a sample among the other track's: by decoding time, but a
+// video key frame by its presentation time, so that the sound before it
+// (in time) comes before it too, and ends the fragment before (as kvssink
+// orders tracks, by presentation time).
+func (o mp4Out) order() time.Duration {
+	if o.key && o.track == 1 {
+		return o.pts
+	}
+	return o.dts
+}
+
 // isAAC tells MPEG-4 audio and MPEG-2 AAC (main, LC, SSR) object types.
 func isAAC(objectType byte) bool {
 	return objectType == 0x40 || (objectType >= 0x66 && objectType <= 0x68)
@@ -162,7 +173,7 @@ func (m *MP4) send(ctx context.Context, sink Sink, log *slog.Logger, now func() 
 	for {
 		i := -1
 		for j := range readers {
-			if live[j] && (i < 0 || heads[j].dts < heads[i].dts) {
+			if live[j] && (i < 0 || heads[j].order() < heads[i].order()) {
 				i = j
 			}
 		}
