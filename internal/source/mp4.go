@@ -29,6 +29,7 @@ type MP4 struct {
 	Pace    bool
 	Now     func() time.Time
 	Logger  *slog.Logger
+	sleep   func(context.Context, time.Duration) error // the pacer's, in tests
 }
 
 // sizedReaderAt is a bytes.Reader or the like.
@@ -166,7 +167,7 @@ func (m *MP4) send(ctx context.Context, sink Sink, log *slog.Logger, now func() 
 		firstVideo = heads[0].pts
 		early      int // audio before the first video frame
 		sentAudio  bool
-		pace       = &pacer{enabled: m.Pace, now: now, log: log}
+		pace       = &pacer{enabled: m.Pace, now: now, log: log, sleep: m.sleep}
 		buf, conv  []byte
 		nalus      [][]byte
 	)

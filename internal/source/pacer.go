@@ -71,6 +71,12 @@ func (p *pacer) wait(ctx context.Context, ts time.Duration) error {
 	if d <= 0 {
 		return nil
 	}
+	if d > limit {
+		// Only a clock that went back gets here (time.Now's monotonic
+		// reading does not): start over from now rather than wait for it.
+		p.start, p.first = p.now(), ts
+		return nil
+	}
 	if p.sleep != nil {
 		return p.sleep(ctx, d)
 	}

@@ -160,3 +160,21 @@ func TestPacerLogIsBounded(t *testing.T) {
 		t.Fatalf("%d log lines for 999 jumps; longest sleep %v", n, clock.longest())
 	}
 }
+
+// TestPacerClockGoesBack: a clock stepped back (a wall clock without
+// time.Now's monotonic reading) does not make the pacer wait for it.
+func TestPacerClockGoesBack(t *testing.T) {
+	clock := newFakeClock()
+	p := &pacer{enabled: true, now: clock.now, sleep: clock.sleep}
+	for i, ts := range frames30(0, 60) {
+		if i == 30 {
+			clock.t = clock.t.Add(-time.Hour)
+		}
+		if err := p.wait(context.Background(), ts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if clock.longest() > ms(33.4) {
+		t.Fatalf("slept %v at once", clock.longest())
+	}
+}
