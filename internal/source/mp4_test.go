@@ -367,3 +367,58 @@ func TestMP4ClearErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestMP4BuiltEdgeCases: files no encoder here makes, from the test
+// writer: 2-byte NAL lengths (handed on as 4-byte ones), no sync sample
+// table (every sample is one), the index after the samples, an empty edit
+// that starts the video 0.5 s late (the audio before it is not sent, and
+// said so), and an audio edit that hides its first frame.
+func TestMP4BuiltEdgeCases(t *testing.T) {
+	_, params := fixtureAUs(t, 1)
+	avcC, err := params.CodecPrivate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	avcC[4] = 0xfc | 1 // 2-byte NAL lengths
+	v := testTrack{handler: "vide", timescale: 90000, entry: avc1Entry(avcC), noStss: true, perChunk: 3,
+		edits: []mp4Edit{{duration: 500, mediaTime: -1, rate: 1 << 16}, {duration: 0, mediaTime: 0, rate: 1 << 16}}}
+	for i := range 10 {
+		v.samples = append(v.samples, testSample{delta: 3000, data: []byte{0, 3, 0x65, byte(i), 0}})
+	}
+	a := testTrack{handler: "soun", timescale: 48000, entry: mp4aEntry([]byte{0x11, 0x88}),
+		edits: []mp4Edit{{duration: 0, mediaTime: 1024, rate: 1 << 16}}}
+	for i := range 40 {
+		a.samples = append(a.samples, testSample{delta: 1024, sync: true, data: []byte{0x21, byte(i)}})
+	}
+	var logs syncBuffer
+	m := &MP4{R: bytes.NewReader(buildMP4(1000, []testTrack{v, a}, false)), Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	var got collect
+	if err := m.Run(context.Background(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.count(1) != 10 || got.frames[0].PTS != 500*time.Millisecond || !got.frames[0].Key {
+		t.Fatalf("%d video frames, the first at %v", got.count(1), got.frames[0].PTS)
+	}
+	var audio []media.Frame
+	for _, f := range got.frames {
+		if f.Track == 1 {
+			if !f.Key || !bytes.Equal(f.Data[:4], []byte{0, 0, 0, 3}) {
+				t.Fatalf("video frame %x: want a sync sample with a 4-byte length", f.Data)
+			}
+		} else {
+			audio = append(audio, f)
+		}
+	}
+	// Audio frame i (after the hidden one) plays at (i-1)*1024/48000 s;
+	// those before 0.5 s are not sent.
+	early := 0
+	for i := 1; i < 40; i++ {
+		if time.Duration(i-1)*1024*time.Second/48000 < 500*time.Millisecond {
+			early++
+		}
+	}
+	if len(audio) != 39-early || got.drops[2] != early || audio[0].Data[1] != byte(1+early) ||
+		!strings.Contains(logs.String(), "audio before the first video frame") {
+		t.Fatalf("%d audio frames, %d reported lost (want %d and %d); the first is frame %d\n%s", len(audio), got.drops[2], 39-early, early, audio[0].Data[1], logs.String())
+	}
+}
