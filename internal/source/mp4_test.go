@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -420,5 +421,38 @@ func TestMP4BuiltEdgeCases(t *testing.T) {
 	if len(audio) != 39-early || got.drops[2] != early || audio[0].Data[1] != byte(1+early) ||
 		!strings.Contains(logs.String(), "audio before the first video frame") {
 		t.Fatalf("%d audio frames, %d reported lost (want %d and %d); the first is frame %d\n%s", len(audio), got.drops[2], 39-early, early, audio[0].Data[1], logs.String())
+	}
+}
+
+type nullSink struct{}
+
+func (nullSink) Start([]media.Track) error { return nil }
+func (nullSink) Frame(media.Frame) error   { return nil }
+
+// TestMP4MemoryDoesNotGrowWithTheFile: sending an MP4 ten times as long
+// takes no more allocations (none per sample) and a small fraction of the
+// file in memory: the index and one sample at a time, never the file.
+func TestMP4MemoryDoesNotGrowWithTheFile(t *testing.T) {
+	long := filepath.Join(t.TempDir(), "long.mp4")
+	mediatest.Run(t, nil, "ffmpeg", "-v", "error", "-stream_loop", "9", "-i", mediatest.Fixture(t, "h264-aac.mp4"), "-c", "copy", "-f", "mp4", long)
+	measure := func(path string) (allocs, bytes uint64, size int64) {
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		fi, _ := f.Stat()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		if err := (&MP4{R: f}).Run(context.Background(), nullSink{}); err != nil {
+			t.Fatal(err)
+		}
+		runtime.ReadMemStats(&after)
+		return after.Mallocs - before.Mallocs, after.TotalAlloc - before.TotalAlloc, fi.Size()
+	}
+	shortAllocs, _, _ := measure(mediatest.Fixture(t, "h264-aac.mp4"))
+	longAllocs, longBytes, longSize := measure(long)
+	if longAllocs > shortAllocs+20 || longBytes > uint64(longSize)/10 {
+		t.Fatalf("a 3 s clip: %d allocations; 30 s of it: %d allocations, %d bytes for a %d byte file", shortAllocs, longAllocs, longBytes, longSize)
 	}
 }
