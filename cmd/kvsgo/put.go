@@ -162,7 +162,7 @@ func put(ctx context.Context, env *cliEnv, log *slog.Logger, f putFlags) error {
 	if err != nil {
 		return err
 	}
-	src, closer, err := source.Open(f.src, source.Options{FPS: f.fps, Fast: f.fast, Camera: f.camera, RTSPTransport: f.rtspTransport, Logger: log.With("source", f.src)})
+	src, closer, err := source.Open(f.src, source.Options{FPS: f.fps, Fast: f.fast, Camera: f.camera, RTSPTransport: f.rtspTransport, Logger: log.With("source", source.Label(f.src))})
 	if err != nil {
 		return err
 	}

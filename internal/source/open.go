@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -71,6 +72,24 @@ func Open(spec string, opts Options) (Source, io.Closer, error) {
 		return nil, nil, fmt.Errorf("%s: %w", spec, err)
 	}
 	return src, f, nil
+}
+
+// Label names a --source value in the log: short for programs (their
+// command is logged when they start), without the password of a camera
+// URL.
+func Label(spec string) string {
+	switch {
+	case strings.HasPrefix(spec, "gst:"):
+		return "gst"
+	case strings.HasPrefix(spec, "exec:"):
+		return "exec"
+	case strings.HasPrefix(spec, "rtsp://"), strings.HasPrefix(spec, "rtsps://"):
+		if u, err := url.Parse(spec); err == nil {
+			return u.Redacted()
+		}
+		return "rtsp"
+	}
+	return spec
 }
 
 // Sniff recognises the format of r from its first bytes.

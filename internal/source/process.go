@@ -72,7 +72,6 @@ func (p *Process) resolve() ([]string, error) {
 // Run implements Source.
 func (p *Process) Run(ctx context.Context, sink Sink) error {
 	now, log := defaults(p.Now, p.Logger)
-	log = log.With("source", p.Name)
 	argv, err := p.resolve()
 	if err != nil {
 		return err

@@ -34,7 +34,6 @@ type RTSP struct {
 // Run implements Source.
 func (r *RTSP) Run(ctx context.Context, sink Sink) error {
 	now, log := defaults(r.Now, r.Logger)
-	log = log.With("source", "rtsp")
 	u, err := base.ParseURL(r.URL)
 	if err != nil {
 		return fmt.Errorf("RTSP URL %q: %w", r.URL, err)

@@ -180,3 +180,17 @@ func FuzzSources(f *testing.F) {
 		_ = src.Run(ctx, &collect{})
 	})
 }
+
+func TestLabel(t *testing.T) {
+	for spec, want := range map[string]string{
+		"rtsp://admin:hunter2@10.0.0.5/stream1": "rtsp://admin:xxxxx@10.0.0.5/stream1",
+		"gst:videotestsrc ! x264enc":            "gst",
+		"exec:ffmpeg -i x -f h264 -":            "exec",
+		"camera.h264":                           "camera.h264",
+		"-":                                     "-",
+	} {
+		if got := Label(spec); got != want {
+			t.Errorf("Label(%q) = %q, want %q", spec, got, want)
+		}
+	}
+}
