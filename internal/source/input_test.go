@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"os"
+	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -85,7 +87,8 @@ func TestStdinStopsWhileAPipeStalls(t *testing.T) {
 	if err := <-wrote; err != nil {
 		t.Fatal(err)
 	}
-	cancel() // the pipe is open and quiet: a read is blocked
+	waitBlockedRead(t) // the pipe is open and quiet: a read is blocked
+	cancel()
 	select {
 	case err := <-done:
 		if !errors.Is(err, context.Canceled) {
@@ -99,6 +102,24 @@ func TestStdinStopsWhileAPipeStalls(t *testing.T) {
 	if after := openFDs(t); after != before {
 		t.Fatalf("%d descriptors open before, %d after", before, after)
 	}
+}
+
+// waitBlockedRead waits until a goroutine is blocked reading an input
+// (waiting for the poller in ctxReader.Read), so that the test stops a
+// blocked read and not one about to start.
+func waitBlockedRead(t *testing.T) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+			if strings.Contains(g, "[IO wait") && strings.Contains(g, "(*ctxReader).Read") {
+				return
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatal("no read blocked")
 }
 
 // blockingReader blocks until released, like a read of a terminal.
@@ -144,10 +165,12 @@ func TestAbandonableReader(t *testing.T) {
 }
 
 // TestStalledProgramStops: a program that stops writing but keeps its
-// output open, and ignores SIGINT, does not hold a stop beyond its
-// StopTimeout.
+// output open, ignores SIGINT, and has a child holding its output, does not
+// hold a stop beyond its StopTimeout.
 func TestStalledProgramStops(t *testing.T) {
-	p := Exec("trap '' INT; cat "+mediatest.Fixture(t, "h264-baseline.h264")+"; exec sleep 300", Options{})
+	// A child in the background holds the output open too: killing the
+	// program does not close it.
+	p := Exec("trap '' INT; sleep 300 & cat "+mediatest.Fixture(t, "h264-baseline.h264")+"; wait", Options{})
 	p.StopTimeout = 200 * time.Millisecond
 	sink := newWaitSink(88) // the last two wait for a start code that never comes
 	ctx, cancel := context.WithCancel(context.Background())
@@ -158,6 +181,7 @@ func TestStalledProgramStops(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("no frames")
 	}
+	waitBlockedRead(t)
 	cancel()
 	select {
 	case err := <-done:

@@ -140,6 +140,7 @@ func TestProgramLogLevels(t *testing.T) {
 		want slog.Level
 	}{
 		{"ERROR: from element /GstPipeline:pipeline0/GstIdentity:identity0: Failed after iterations as requested.", slog.LevelError},
+		{"ERROR: from element /GstPipeline:pipeline0/GstV4l2Src:v4l2src0: Device '/dev/video0' is busy", slog.LevelError},
 		{"WARNING: from element /GstPipeline:pipeline0/GstX264Enc:x264enc0: Could not …", slog.LevelWarn},
 		{"0:00:00.123456789 12345 0x55d4c0 ERROR                v4l2src gstv4l2src.c:1234:gst_v4l2src_create: lost frames", slog.LevelError},
 		{"0:00:00.123456789 12345 0x55d4c0 WARN                 basesrc gstbasesrc.c:3132: warning", slog.LevelWarn},

@@ -426,3 +426,51 @@ func (t *tickingReader) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// midGOP is a stream that starts in the middle of a GOP, at access unit
+// from, whose parameter sets come with that first picture (as encoders
+// that repeat them do): the pictures up to the next key frame are reported
+// lost, the rest handed on.
+func midGOP(t *testing.T, aus [][][]byte, from int) [][][]byte {
+	t.Helper()
+	var sets [][]byte
+	for _, n := range aus[0] {
+		if typ := codec.H264.NALUType(n); typ == 7 || typ == 8 {
+			sets = append(sets, n)
+		}
+	}
+	out := [][][]byte{append(append([][]byte{}, sets...), aus[from]...)}
+	return append(out, aus[from+1:]...)
+}
+
+func TestStartInTheMiddleOfAGOP(t *testing.T) {
+	aus, _ := fixtureAUs(t, 30) // key frames at 0 and 25
+	stream := midGOP(t, aus, 5)
+	var annexb []byte
+	for _, au := range stream {
+		annexb = codec.AppendAnnexB(annexb, au)
+	}
+	var ts bytes.Buffer
+	video := &mpegts.Track{Codec: &tscodecs.H264{}}
+	w := &mpegts.Writer{W: &ts, Tracks: []*mpegts.Track{video}}
+	if err := w.Initialize(); err != nil {
+		t.Fatal(err)
+	}
+	for i, au := range stream {
+		if err := w.WriteH264(video, int64(i*3000), int64(i*3000), au); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, src := range map[string]Source{
+		"Annex-B": &AnnexB{R: bytes.NewReader(annexb), Codec: codec.H264},
+		"MPEG-TS": &MPEGTS{R: bytes.NewReader(ts.Bytes())},
+	} {
+		var got collect
+		if err := src.Run(context.Background(), &got); err != nil {
+			t.Fatal(err)
+		}
+		if got.count(1) != 5 || got.drops[1] != 20 || !bytes.Equal(got.frames[0].Data, codec.H264.AppendLengthPrefixed(nil, aus[25])) {
+			t.Fatalf("%s: %d frames handed on, %d reported lost; want 5 from the key frame on, and 20", name, got.count(1), got.drops[1])
+		}
+	}
+}
