@@ -140,7 +140,8 @@ func buildMP4(movieScale uint32, tracks []testTrack, moovFirst bool) []byte {
 		moov = box("moov", append([][]byte{fullBox("mvhd", 0, u32s(0, 0, movieScale, 0), make([]byte, 80))}, traks...)...)
 		return moov, mdat
 	}
-	moov, mdat := layout(0)
+	moov, _ := layout(0)
+	var mdat []byte
 	if moovFirst {
 		moov, mdat = layout(uint32(len(ftyp) + len(moov) + 8))
 		return append(append(ftyp, moov...), box("mdat", mdat)...)

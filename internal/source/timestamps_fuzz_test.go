@@ -75,7 +75,7 @@ func FuzzMPEGTSTimestamps(f *testing.F) {
 			steps = steps[:60]
 		}
 		video := &mpegts.Track{Codec: &tscodecs.H264{}}
-		audio := &mpegts.Track{Codec: &tscodecs.MPEG4Audio{Config: mpeg4audio.Config{Type: 2, SampleRate: 48000, ChannelConfig: 1}}}
+		audio := &mpegts.Track{Codec: &tscodecs.MPEG4Audio{Config: mpeg4audio.AudioSpecificConfig{Type: 2, SampleRate: 48000, ChannelConfig: 1}}}
 		var ts bytes.Buffer
 		w := &mpegts.Writer{W: &ts, Tracks: []*mpegts.Track{video, audio}}
 		if err := w.Initialize(); err != nil {
