@@ -131,7 +131,7 @@ func stopOnSignals(log *slog.Logger, exit func(code int)) (ctx context.Context, 
 		defer wg.Done()
 		select {
 		case s := <-sigs:
-			log.Info("stopping: delivering what is buffered (the same signal again quits at once)", "signal", s.String())
+			log.Info("stopping: delivering what is buffered (a second Ctrl-C or SIGTERM quits at once)", "signal", s.String())
 			cancel()
 		case <-done:
 			return
