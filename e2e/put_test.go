@@ -121,6 +121,10 @@ func TestPutEveryFixture(t *testing.T) {
 					md5 = mediatest.FrameMD5
 				}
 				wantA := md5(t, src, nil, "", "a:0")
+				if strings.HasSuffix(c.fixture, ".mp4") {
+					// Sent as players show it: not the AAC priming its edit list hides.
+					wantA = shownAudioMD5(t, src)
+				}
 				backA := md5(t, got, nil, "", "a:0")
 				if len(wantA) == 0 || !slices.Equal(backA, wantA) {
 					t.Fatalf("audio: %d frames back, %d sent, or they differ", len(backA), len(wantA))

@@ -111,20 +111,58 @@ func runPut(env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := stopOnSignals(log, os.Exit)
 	defer stop()
-	return put(ctx, stop, env, log, f)
+	return put(ctx, env, log, f)
 }
 
-// put streams until the source ends or ctx ends (Ctrl-C); then it waits for
-// what was sent to be persisted. After the first Ctrl-C, stopSignals hands
-// the next one back to the default handler, which ends the process.
-func put(ctx context.Context, stopSignals func(), env *cliEnv, log *slog.Logger, f putFlags) error {
+// stopOnSignals returns a context that ends at the first SIGINT or
+// SIGTERM: kvsgo then stops reading its source, even in the middle of a
+// blocked read, and delivers what it holds. A second signal quits at once
+// (exit status 128 + the signal's number). stop releases the signals.
+func stopOnSignals(log *slog.Logger, exit func(code int)) (ctx context.Context, stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		select {
+		case s := <-sigs:
+			log.Info("stopping: delivering what is buffered (a second Ctrl-C or SIGTERM quits at once)", "signal", s.String())
+			cancel()
+		case <-done:
+			return
+		}
+		select {
+		case s := <-sigs:
+			log.Warn("quitting at once: what was not yet persisted is lost", "signal", s.String())
+			code := 1
+			if n, ok := s.(syscall.Signal); ok {
+				code = 128 + int(n)
+			}
+			exit(code)
+		case <-done:
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(sigs)
+		close(done)
+		wg.Wait()
+		cancel()
+	}
+}
+
+// put streams until the source ends or ctx ends (a signal); then it waits
+// for what was sent to be persisted.
+func put(ctx context.Context, env *cliEnv, log *slog.Logger, f putFlags) error {
 	awsCfg, endpoint, err := loadAWS(ctx, f)
 	if err != nil {
 		return err
 	}
-	src, closer, err := source.Open(f.src, source.Options{FPS: f.fps, Fast: f.fast, Camera: f.camera, RTSPTransport: f.rtspTransport, Logger: log.With("source", f.src)})
+	src, closer, err := source.Open(f.src, source.Options{FPS: f.fps, Fast: f.fast, Camera: f.camera, RTSPTransport: f.rtspTransport, Logger: log.With("source", source.Label(f.src))})
 	if err != nil {
 		return err
 	}
@@ -159,10 +197,6 @@ func put(ctx context.Context, stopSignals func(), env *cliEnv, log *slog.Logger,
 	}
 	start := time.Now()
 	runErr := src.Run(ctx, sink)
-	if ctx.Err() != nil {
-		log.Info("stopping: delivering what is buffered (Ctrl-C again to quit at once)")
-	}
-	stopSignals()
 	stopStatus()
 	wg.Wait()
 	p := sink.producer()

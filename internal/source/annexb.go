@@ -27,6 +27,7 @@ type AnnexB struct {
 	Pace   bool
 	Now    func() time.Time
 	Logger *slog.Logger
+	sleep  func(context.Context, time.Duration) error // the pacer's, in tests
 }
 
 // Run implements Source.
@@ -35,7 +36,7 @@ func (a *AnnexB) Run(ctx context.Context, sink Sink) error {
 	r := codec.NewAnnexBReader(a.R, a.Codec)
 	params := &codec.Params{Codec: a.Codec}
 	deriver := &codec.PTSDeriver{Codec: a.Codec}
-	pace := &pacer{enabled: a.Pace, now: now}
+	pace := &pacer{enabled: a.Pace, now: now, log: log, sleep: a.sleep}
 	var (
 		started   bool
 		frame     time.Duration // one frame's duration; 0: use arrival time
@@ -46,6 +47,7 @@ func (a *AnnexB) Run(ctx context.Context, sink Sink) error {
 		buf       []byte
 		lastDTS   time.Duration
 		sentFirst bool
+		skipped   int // access units before the first key frame
 	)
 	for {
 		if err := ctx.Err(); err != nil {
@@ -55,6 +57,9 @@ func (a *AnnexB) Run(ctx context.Context, sink Sink) error {
 		if errors.Is(err, io.EOF) {
 			if !started {
 				return fmt.Errorf("the input ended before any %s picture with its parameter sets (SPS/PPS) arrived: is it %s Annex-B?", a.Codec, a.Codec)
+			}
+			if !sentFirst {
+				reportDrop(sink, log, 1, skipped, "the pictures: the input ended before a key frame")
 			}
 			return nil
 		}
@@ -69,6 +74,7 @@ func (a *AnnexB) Run(ctx context.Context, sink Sink) error {
 		if !started {
 			if !params.Ready() {
 				waiting++
+				skipped++
 				if waiting == 100 {
 					log.Warn("no parameter sets (SPS/PPS) after 100 access units; encoders must repeat them (rpicam-vid --inline, x264 repeat-headers)")
 				}
@@ -98,9 +104,13 @@ func (a *AnnexB) Run(ctx context.Context, sink Sink) error {
 			started, arrival0 = true, now()
 		}
 		if !sentFirst && !a.Codec.IsKey(au) {
-			continue // a decoder needs a key frame first
+			skipped++ // a decoder needs a key frame first
+			continue
 		}
-		sentFirst = true
+		if !sentFirst {
+			sentFirst = true
+			reportDrop(sink, log, 1, skipped, "the pictures before the first key frame (a decoder needs one to start)")
+		}
 		var dts time.Duration
 		if frame > 0 {
 			// From the frame count, not by adding up a rounded duration.

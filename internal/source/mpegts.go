@@ -22,6 +22,7 @@ type MPEGTS struct {
 	Pace   bool
 	Now    func() time.Time
 	Logger *slog.Logger
+	sleep  func(context.Context, time.Duration) error // the pacer's, in tests
 }
 
 func ticks90k(t int64) time.Duration { return time.Duration(t) * time.Second / 90000 }
@@ -29,7 +30,21 @@ func ticks90k(t int64) time.Duration { return time.Duration(t) * time.Second / 9
 // Run implements Source.
 func (m *MPEGTS) Run(ctx context.Context, sink Sink) error {
 	now, log := defaults(m.Now, m.Logger)
-	r := &mpegts.Reader{R: m.R}
+	var (
+		pids   = map[uint16]uint8{} // PID → track number, once known
+		losses int
+		joins  int
+	)
+	joined := newTSJoins(m.R, func(uint16) { joins++ }, func(pid uint16) {
+		losses++
+		if losses <= 10 || losses%1000 == 0 {
+			log.Warn("MPEG-TS packets are missing (the continuity counter skips): the frame they belong to is lost", "pid", pid, "losses", losses)
+		}
+		if d, ok := sink.(DropSink); ok && pids[pid] != 0 {
+			d.Drop(pids[pid], 1, "MPEG-TS packets missing")
+		}
+	})
+	r := &mpegts.Reader{R: joined}
 	if err := r.Initialize(); err != nil {
 		return fmt.Errorf("reading MPEG-TS: %w", err)
 	}
@@ -54,7 +69,7 @@ func (m *MPEGTS) Run(ctx context.Context, sink Sink) error {
 		case *tscodecs.MPEG4Audio:
 			if audio == nil {
 				b, err := c.Config.Marshal()
-				if err != nil {
+				if err != nil || c.Config.SampleRate <= 0 {
 					log.Warn("dropping an AAC track whose configuration cannot be read", "err", err)
 					continue
 				}
@@ -67,12 +82,28 @@ func (m *MPEGTS) Run(ctx context.Context, sink Sink) error {
 	if video == nil {
 		return errors.New("the MPEG-TS input has no H.264 or H.265 video")
 	}
+	pids[video.PID] = 1
+	if audio != nil {
+		pids[audio.PID] = 2
+	}
 	params := &codec.Params{Codec: vcodec}
-	pace := &pacer{enabled: m.Pace, now: now}
+	pace := &pacer{enabled: m.Pace, now: now, log: log, sleep: m.sleep}
+	// One decoder for every track: the 33-bit clock wraps for all of them.
 	td := mpegts.TimeDecoder{}
 	started, sawKey := false, false
-	var buf []byte
-	r.OnDecodeError(func(err error) { log.Debug("MPEG-TS", "err", err) })
+	var (
+		buf                   []byte
+		beforeKey, audioEarly int // frames before the first video key frame
+		decodeErrors          int
+	)
+	r.OnDecodeError(func(err error) {
+		// Data the demuxer could not make into frames is lost: say so,
+		// but do not flood the log with a corrupt input.
+		decodeErrors++
+		if decodeErrors <= 10 || decodeErrors%1000 == 0 {
+			log.Warn("MPEG-TS: skipping data that cannot be read", "err", err, "errors", decodeErrors)
+		}
+	})
 	onVideo := func(pts, dts int64, au [][]byte) error {
 		pts, dts = td.Decode(pts), td.Decode(dts)
 		if _, err := params.Update(au); err != nil {
@@ -80,6 +111,7 @@ func (m *MPEGTS) Run(ctx context.Context, sink Sink) error {
 		}
 		if !started {
 			if !params.Ready() {
+				beforeKey++
 				return nil
 			}
 			cpd, err := params.CodecPrivate()
@@ -104,9 +136,16 @@ func (m *MPEGTS) Run(ctx context.Context, sink Sink) error {
 		}
 		key := vcodec.IsKey(au)
 		if !sawKey && !key {
+			beforeKey++
 			return nil
 		}
-		sawKey = true
+		if !sawKey {
+			sawKey = true
+			reportDrop(sink, log, 1, beforeKey, "the video before the first key frame (a decoder needs one to start)")
+			if audio != nil {
+				reportDrop(sink, log, 2, audioEarly, "the audio before the first video key frame: a stream starts at one")
+			}
+		}
 		if err := pace.wait(ctx, ticks90k(dts)); err != nil {
 			return err
 		}
@@ -121,7 +160,8 @@ func (m *MPEGTS) Run(ctx context.Context, sink Sink) error {
 	if audio != nil {
 		r.OnDataMPEG4Audio(audio, func(pts int64, aus [][]byte) error {
 			pts = td.Decode(pts)
-			if !started || !sawKey || rate == 0 {
+			if !started || !sawKey {
+				audioEarly += len(aus)
 				return nil
 			}
 			for i, au := range aus {
@@ -141,6 +181,12 @@ func (m *MPEGTS) Run(ctx context.Context, sink Sink) error {
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 				if !started {
 					return errors.New("the MPEG-TS input ended before the video's parameter sets (SPS/PPS)")
+				}
+				if !sawKey {
+					reportDrop(sink, log, 1, beforeKey, "the video: the input ended before a key frame")
+					if audio != nil {
+						reportDrop(sink, log, 2, audioEarly, "the audio: the input ended before a video key frame")
+					}
 				}
 				return nil
 			}

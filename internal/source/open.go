@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -59,9 +60,7 @@ func Open(spec string, opts Options) (Source, io.Closer, error) {
 		if opts.Stdin == nil {
 			opts.Stdin = os.Stdin
 		}
-		// A pipe delivers at its own pace.
-		src, err := Sniff(opts.Stdin, false, opts)
-		return src, nil, err
+		return &stdin{r: opts.Stdin, opts: opts}, nil, nil
 	}
 	f, err := os.Open(spec)
 	if err != nil {
@@ -73,6 +72,24 @@ func Open(spec string, opts Options) (Source, io.Closer, error) {
 		return nil, nil, fmt.Errorf("%s: %w", spec, err)
 	}
 	return src, f, nil
+}
+
+// Label names a --source value in the log: short for programs (their
+// command is logged when they start), without the password of a camera
+// URL.
+func Label(spec string) string {
+	switch {
+	case strings.HasPrefix(spec, "gst:"):
+		return "gst"
+	case strings.HasPrefix(spec, "exec:"):
+		return "exec"
+	case strings.HasPrefix(spec, "rtsp://"), strings.HasPrefix(spec, "rtsps://"):
+		if u, err := url.Parse(spec); err == nil {
+			return u.Redacted()
+		}
+		return "rtsp"
+	}
+	return spec
 }
 
 // Sniff recognises the format of r from its first bytes.
@@ -91,12 +108,26 @@ func Sniff(r io.Reader, pace bool, opts Options) (Source, error) {
 	case isMPEGTS(head):
 		return &MPEGTS{R: br, Pace: pace, Now: opts.Now, Logger: opts.Logger}, nil
 	case len(head) >= 8 && string(head[4:8]) == "ftyp":
-		return &MP4{R: br, Pace: pace, Now: opts.Now, Logger: opts.Logger}, nil
+		return sniffedMP4(r, br, pace, opts), nil
 	}
 	if c, ok := annexBCodec(head); ok {
 		return &AnnexB{R: br, Codec: c, FPS: opts.FPS, Pace: pace, Now: opts.Now, Logger: opts.Logger}, nil
 	}
 	return nil, fmt.Errorf("%w: not Annex-B H.264/H.265, Matroska/WebM, MPEG-TS or MP4 (first bytes % x)", ErrUnknownFormat, head[:min(8, len(head))])
+}
+
+// sniffedMP4 reads a file in place; from a pipe, the MP4 is buffered whole
+// before it is sent, so it is sent in real time like a file unless --fast.
+func sniffedMP4(r io.Reader, br *bufio.Reader, pace bool, opts Options) *MP4 {
+	m := &MP4{R: br, Pace: pace || !opts.Fast, Now: opts.Now, Logger: opts.Logger}
+	if f, ok := r.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+			m.R, m.Pace = f, pace
+		}
+	} else if _, ok := r.(sizedReaderAt); ok {
+		m.R, m.Pace = r, pace
+	}
+	return m
 }
 
 func isMPEGTS(b []byte) bool {

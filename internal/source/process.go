@@ -1,19 +1,16 @@
 package source
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"os/exec"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/kvsgo/kvsgo/media"
 )
 
 // Process runs a program whose standard output carries video (Annex-B
@@ -41,8 +38,14 @@ type Process struct {
 	Now         func() time.Time
 	Logger      *slog.Logger
 	// StopTimeout is how long the program has after SIGINT before it is
-	// killed; 5 s when zero.
+	// killed, and after closing its output before it gets SIGINT; 5 s when
+	// zero.
 	StopTimeout time.Duration
+	// MaxFailures ends a RestartOnFailure program that failed this many
+	// times in a row, each within 30 s of its start; 5 when zero.
+	MaxFailures int
+	// Backoff is the wait before a restart; 1 s doubling to 30 s when zero.
+	Backoff backoff
 }
 
 // ErrNotInstalled is returned when the program a source needs is missing.
@@ -69,59 +72,63 @@ func (p *Process) resolve() ([]string, error) {
 // Run implements Source.
 func (p *Process) Run(ctx context.Context, sink Sink) error {
 	now, log := defaults(p.Now, p.Logger)
-	log = log.With("source", p.Name)
 	argv, err := p.resolve()
 	if err != nil {
 		return err
 	}
-	cs := &continuingSink{inner: sink}
-	return restartLoop(ctx, now, cs,
+	cs := &continuingSink{inner: sink, log: log}
+	rapid := 0 // failures in a row, each soon after its start
+	return restartLoop(ctx, now, cs, p.backoff(),
 		func() error { return p.runOnce(ctx, argv, cs, log) },
-		func(err error) (bool, error) {
+		func(err error, ran time.Duration) (bool, error) {
+			if se := (*sinkError)(nil); errors.As(err, &se) {
+				return true, se.err // the stream's end is not the program's
+			}
 			switch {
-			case !p.Restart && (!p.RestartOnFailure || err == nil):
-				return true, err
-			case !p.Restart && cs.tracks == nil:
+			case p.Restart:
+				return false, nil // a camera: always
+			case !p.RestartOnFailure || err == nil:
+				return true, err // a clean exit is the end of the input
+			case cs.tracks == nil:
 				// It failed before producing any video: a mistake in the
-				// command, not a camera hiccup.
+				// command, not a hiccup.
 				return true, fmt.Errorf("%s produced no video: %w", argv[0], err)
+			}
+			if ran < rapidFailure {
+				rapid++
+			} else {
+				rapid = 1
+			}
+			if limit := p.maxFailures(); rapid >= limit {
+				return true, fmt.Errorf("%s failed %d times in a row, each within %s of starting; giving up: %w", argv[0], rapid, rapidFailure, err)
 			}
 			return false, nil
 		},
 		func(err error, delay time.Duration) {
-			log.Warn("the program stopped; restarting it", "program", argv[0], "reason", err, "in", delay)
+			if err == nil {
+				log.Warn("the program stopped; restarting it", "program", argv[0], "in", delay)
+				return
+			}
+			log.Error("the program failed; restarting it", "program", argv[0], "reason", err, "in", delay)
 		})
 }
 
-// restartLoop calls run until ctx ends or final says a result ends it,
-// waiting between runs with back-off (1 s doubling to 30 s, back to 1 s
-// after a run of 30 s) and continuing the stream's timestamps across runs.
-func restartLoop(ctx context.Context, now func() time.Time, cs *continuingSink, run func() error,
-	final func(error) (bool, error), restarting func(err error, delay time.Duration)) error {
-	delay := time.Second
-	for {
-		started := now()
-		err := run()
-		if ctx.Err() != nil {
-			return nil
-		}
-		if done, result := final(err); done {
-			return result
-		}
-		if now().Sub(started) > 30*time.Second {
-			delay = time.Second // it ran a good while: start over fresh
-		}
-		restarting(err, delay)
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return nil
-		}
-		delay = min(delay*2, 30*time.Second)
-		cs.nextRun()
+// rapidFailure is how soon after its start a failure counts towards
+// giving up: a program that ran longer was working.
+const rapidFailure = 30 * time.Second
+
+func (p *Process) maxFailures() int {
+	if p.MaxFailures > 0 {
+		return p.MaxFailures
 	}
+	return 5
+}
+
+func (p *Process) backoff() backoff {
+	if p.Backoff.First > 0 {
+		return p.Backoff
+	}
+	return backoff{First: time.Second, Max: 30 * time.Second}
 }
 
 func (p *Process) runOnce(ctx context.Context, argv []string, sink Sink, log *slog.Logger) error {
@@ -131,103 +138,92 @@ func (p *Process) runOnce(ctx context.Context, argv []string, sink Sink, log *sl
 	// Its own process group, so that stopping it reaches its children too.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGINT) }
-	cmd.WaitDelay = p.StopTimeout
-	if cmd.WaitDelay == 0 {
-		cmd.WaitDelay = 5 * time.Second
+	stopTimeout := p.StopTimeout
+	if stopTimeout == 0 {
+		stopTimeout = 5 * time.Second
 	}
+	cmd.WaitDelay = stopTimeout
 	cmd.Stdin = nil
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return err
 	}
-	stderr, err := cmd.StderrPipe()
+	// Standard error through a pipe of kvsgo's own: Wait does not wait for
+	// it, so a child left holding it cannot delay the stop, and it is read
+	// to its end (the last lines are usually the reason for an exit) once
+	// the group is gone.
+	errR, errW, err := os.Pipe()
 	if err != nil {
 		return err
 	}
+	defer errR.Close()
+	cmd.Stderr = errW
 	log.Info("starting", "command", strings.Join(argv, " "))
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	errW.Close()
+	if err != nil {
 		return fmt.Errorf("starting %s: %w", argv[0], err)
 	}
-	logDone := make(chan struct{})
+	stderr := &programLog{log: log, program: argv[0]}
+	logged := make(chan struct{})
 	go func() {
-		defer close(logDone)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			if line := strings.TrimSpace(sc.Text()); line != "" {
-				log.Info(line)
-			}
-		}
+		defer close(logged)
+		_, _ = io.Copy(stderr, errR)
 	}()
 	runErr := p.consume(ctx, stdout, sink, log)
-	// Whatever ended the reading, the program goes too (SIGINT to its
-	// group, SIGKILL after StopTimeout), and is reaped.
-	cancel()
+	// The program has closed its output (the end of its input, or it is
+	// failing), or the reading ended: it gets a moment to exit on its own,
+	// then SIGINT to its group, SIGKILL after StopTimeout.
+	var se *sinkError
+	grace := stopTimeout
+	if errors.As(runErr, &se) || ctx.Err() != nil {
+		grace = 0
+	}
+	stopped := time.AfterFunc(grace, cancel)
 	waitErr := cmd.Wait()
+	ours := !stopped.Stop() // kvsgo stopped it
 	// Members of its group that ignore SIGINT (a shell's background jobs)
 	// or outlived it are killed as well.
 	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	<-logDone
+	select {
+	case <-logged:
+	case <-time.After(stopTimeout):
+		errR.Close() // a child outside the group still holds it
+		<-logged
+	}
+	stderr.flush()
 	switch {
-	case runErr != nil && !errors.Is(runErr, context.Canceled):
+	case se != nil:
 		return runErr
-	case waitErr != nil && ctx.Err() == nil:
+	case ctx.Err() != nil && !ours:
+		return nil // kvsgo is stopping
+	case waitErr != nil && !ours:
+		// Its own exit status says more than what its output looked like.
+		if line := stderr.firstError(); line != "" {
+			return fmt.Errorf("%s exited (%w): %s", argv[0], waitErr, line)
+		}
 		return fmt.Errorf("%s exited: %w", argv[0], waitErr)
+	case runErr != nil:
+		return runErr
+	case ours:
+		log.Warn("the program closed its output but did not exit; stopped it", "program", argv[0])
 	}
 	return nil
 }
 
 func (p *Process) consume(ctx context.Context, r io.Reader, sink Sink, log *slog.Logger) error {
+	// A program that stops writing (or ignores SIGINT) must not hold a stop.
+	r, release := interruptible(ctx, r)
+	defer release()
 	src, err := Sniff(r, false, Options{FPS: p.FPS, Now: p.Now, Logger: log})
 	if err != nil {
+		if errors.Is(err, ErrUnknownFormat) && strings.Contains(err.Error(), "empty") {
+			return nil // no output at all: the exit status tells
+		}
 		return err
 	}
 	if a, ok := src.(*AnnexB); ok && p.ArrivalTime {
 		a.FPS, a.Arrival = 0, true
 	}
 	return src.Run(ctx, sink)
-}
-
-// continuingSink keeps one stream going across restarts of a program: the
-// tracks are announced once, and each run's timestamps continue after the
-// previous run's.
-type continuingSink struct {
-	inner   Sink
-	tracks  []media.Track
-	offset  time.Duration // added to this run's timestamps
-	first   bool          // the next frame is this run's first
-	base    time.Duration // this run's first timestamp
-	lastEnd time.Duration // the latest timestamp sent, after offset
-}
-
-func (c *continuingSink) Start(tracks []media.Track) error {
-	if c.tracks == nil {
-		c.tracks, c.first = tracks, true
-		return c.inner.Start(tracks)
-	}
-	if !sameTracks(c.tracks, tracks) {
-		return errors.New("the program restarted with different tracks (codec or picture size changed); restart kvsgo to follow")
-	}
-	return nil
-}
-
-func sameTracks(a, b []media.Track) bool {
-	return slices.EqualFunc(a, b, func(x, y media.Track) bool {
-		return x.CodecID == y.CodecID && x.Width == y.Width && x.Height == y.Height && x.Kind == y.Kind
-	})
-}
-
-// nextRun prepares the timestamps of a new run of the program.
-func (c *continuingSink) nextRun() {
-	c.first = true
-	c.offset = c.lastEnd + 100*time.Millisecond
-}
-
-func (c *continuingSink) Frame(f media.Frame) error {
-	if c.first {
-		c.base, c.first = min(f.DTS, f.PTS), false
-	}
-	f.PTS += c.offset - c.base
-	f.DTS += c.offset - c.base
-	c.lastEnd = max(c.lastEnd, f.PTS, f.DTS)
-	return c.inner.Frame(f)
 }

@@ -121,7 +121,7 @@ func TestRPiCamFlagsRestartAndTiming(t *testing.T) {
 	if len(lines) < 2 || lines[0] != want {
 		t.Fatalf("rpicam-vid ran %d times, with\n%q\nwant\n%q", len(lines), lines, want)
 	}
-	if l := logs.String(); !strings.Contains(l, "source=rpicam") || !strings.Contains(l, "Preview window unavailable") || !strings.Contains(l, "restarting") {
+	if l := logs.String(); !strings.Contains(l, "program="+filepath.Join(dir, "rpicam-vid")) || !strings.Contains(l, "Preview window unavailable") || !strings.Contains(l, "restarting") {
 		t.Fatalf("rpicam-vid's stderr and its restart are not in the log:\n%s", l)
 	}
 	if got.tracks[0].Width != 640 || got.tracks[0].CodecID != media.CodecH264 {

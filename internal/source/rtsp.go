@@ -34,18 +34,20 @@ type RTSP struct {
 // Run implements Source.
 func (r *RTSP) Run(ctx context.Context, sink Sink) error {
 	now, log := defaults(r.Now, r.Logger)
-	log = log.With("source", "rtsp")
 	u, err := base.ParseURL(r.URL)
 	if err != nil {
 		return fmt.Errorf("RTSP URL %q: %w", r.URL, err)
 	}
-	cs := &continuingSink{inner: sink}
-	return restartLoop(ctx, now, cs,
+	cs := &continuingSink{inner: sink, log: log}
+	return restartLoop(ctx, now, cs, backoff{First: time.Second, Max: 30 * time.Second},
 		func() error { return r.runOnce(ctx, u, cs, log) },
-		func(err error) (bool, error) {
+		func(err error, _ time.Duration) (bool, error) {
 			var fatal *fatalSourceError
 			if errors.As(err, &fatal) {
 				return true, fatal.err
+			}
+			if se := (*sinkError)(nil); errors.As(err, &se) {
+				return true, se.err
 			}
 			return false, nil
 		},
@@ -106,7 +108,7 @@ func (r *RTSP) runOnce(ctx context.Context, u *base.URL, sink Sink, log *slog.Lo
 	if _, err := c.Setup(desc.BaseURL, v.medi, 0, 0); err != nil {
 		return fmt.Errorf("SETUP: %w", err)
 	}
-	v.params = &codec.Params{Codec: v.codec}
+	v.params, v.log = &codec.Params{Codec: v.codec}, log
 	for _, n := range v.initial {
 		if len(n) > 0 {
 			_, _ = v.params.Update([][]byte{n})
@@ -122,11 +124,9 @@ func (r *RTSP) runOnce(ctx context.Context, u *base.URL, sink Sink, log *slog.Lo
 		if sinkErr != nil {
 			return
 		}
-		pts, ok := c.PacketPTS(v.medi, pkt)
-		if !ok {
-			return
-		}
-		if err := v.packet(pkt, pts, sink); err != nil {
+		// gortsplib times nothing before the camera's first key frame.
+		pts, timed := c.PacketPTS(v.medi, pkt)
+		if err := v.packet(pkt, pts, timed, sink); err != nil {
 			sinkErr = err
 			c.Close()
 		}
@@ -153,21 +153,28 @@ type videoPath struct {
 	dts     func([][]byte, int64) (int64, error)
 	initial [][]byte
 	params  *codec.Params
+	log     *slog.Logger
 	started bool
 	keyed   bool
+	skipped int // pictures before the first key frame of this session
 	buf     []byte
 }
 
-func (v *videoPath) packet(pkt *rtp.Packet, pts int64, sink Sink) error {
+func (v *videoPath) packet(pkt *rtp.Packet, pts int64, timed bool, sink Sink) error {
 	au, err := v.decode(pkt)
 	if err != nil {
 		return nil // more packets needed, or a loss: the decoder resyncs
 	}
-	if _, err := v.params.Update(au); err != nil {
+	if !timed {
+		v.skipped++
 		return nil
+	}
+	if _, err := v.params.Update(au); err != nil {
+		v.log.Warn("ignoring a parameter set kvsgo cannot read", "err", err)
 	}
 	if !v.started {
 		if !v.params.Ready() {
+			v.skipped++
 			return nil
 		}
 		cpd, err := v.params.CodecPrivate()
@@ -187,9 +194,13 @@ func (v *videoPath) packet(pkt *rtp.Packet, pts int64, sink Sink) error {
 	}
 	key := v.codec.IsKey(au)
 	if !v.keyed && !key {
+		v.skipped++
 		return nil
 	}
-	v.keyed = true
+	if !v.keyed {
+		v.keyed = true
+		reportDrop(sink, v.log, 1, v.skipped, "the camera's pictures before its first key frame since connecting (a decoder needs one to start)")
+	}
 	dts, err := v.dts(au, pts)
 	if err != nil {
 		dts = pts

@@ -12,11 +12,32 @@ import (
 	"github.com/kvsgo/kvsgo/media"
 )
 
-// Sink receives a source's output: its tracks once, then frames in
-// decoding order.
+// Sink receives a source's output: its tracks, then frames in decoding
+// order. Start comes again when the tracks or their codec private data
+// change (a supervised program restarted with other parameter sets).
 type Sink interface {
 	Start(tracks []media.Track) error
 	Frame(f media.Frame) error
+}
+
+// DropSink is a Sink that also counts the frames a source could not pass
+// on, with the reason (before the first key frame, undecodable after an MP4
+// edit, unreadable in the input). The source logs each loss either way.
+type DropSink interface {
+	Sink
+	Drop(track uint8, frames int, reason string)
+}
+
+// reportDrop logs frames a source loses and tells the sink, if it counts
+// them.
+func reportDrop(sink Sink, log *slog.Logger, track uint8, frames int, reason string, args ...any) {
+	if frames <= 0 {
+		return
+	}
+	log.Warn("not sending "+reason, append([]any{"track", track, "frames", frames}, args...)...)
+	if d, ok := sink.(DropSink); ok {
+		d.Drop(track, frames, reason)
+	}
 }
 
 // Source produces frames until its input ends (nil) or fails.
@@ -36,37 +57,4 @@ func defaults(now func() time.Time, log *slog.Logger) (func() time.Time, *slog.L
 		log = slog.New(slog.DiscardHandler)
 	}
 	return now, log
-}
-
-// pacer holds frames back to real time: a file is sent as a camera would
-// deliver it.
-type pacer struct {
-	enabled bool
-	now     func() time.Time
-	start   time.Time
-	first   time.Duration
-	started bool
-}
-
-// wait blocks until the moment a frame with decoding time dts is due.
-func (p *pacer) wait(ctx context.Context, dts time.Duration) error {
-	if !p.enabled {
-		return ctx.Err()
-	}
-	if !p.started {
-		p.start, p.first, p.started = p.now(), dts, true
-		return nil
-	}
-	d := p.start.Add(dts - p.first).Sub(p.now())
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

@@ -17,9 +17,18 @@ import (
 type collect struct {
 	tracks []media.Track
 	frames []media.Frame
+	starts int
+	drops  map[uint8]int // frames reported lost, by track
 }
 
-func (c *collect) Start(t []media.Track) error { c.tracks = t; return nil }
+func (c *collect) Start(t []media.Track) error { c.tracks = t; c.starts++; return nil }
+
+func (c *collect) Drop(track uint8, n int, _ string) {
+	if c.drops == nil {
+		c.drops = map[uint8]int{}
+	}
+	c.drops[track] += n
+}
 func (c *collect) Frame(f media.Frame) error {
 	f.Data = append([]byte(nil), f.Data...)
 	c.frames = append(c.frames, f)
@@ -114,8 +123,27 @@ func TestStdinAndErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a, ok := src.(*AnnexB); !ok || a.Pace {
-		t.Fatalf("stdin: %T (paced: a pipe sets its own pace)", src)
+	inner, release, err := src.(*stdin).sniff(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	release()
+	if a, ok := inner.(*AnnexB); !ok || a.Pace {
+		t.Fatalf("stdin: %T (paced: a pipe sets its own pace)", inner)
+	}
+	// kvsgo put --source - < file: a file, sent in real time.
+	f, err := os.Open(mediatest.Fixture(t, "h265.h265"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	src, _, _ = Open("-", Options{Stdin: f})
+	if inner, release, err = src.(*stdin).sniff(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	release()
+	if a, ok := inner.(*AnnexB); !ok || !a.Pace {
+		t.Fatalf("stdin from a file: %T (not paced)", inner)
 	}
 	if _, _, err := Open(filepath.Join(t.TempDir(), "missing.h264"), Options{}); err == nil {
 		t.Fatal("a missing file opened")
@@ -151,4 +179,18 @@ func FuzzSources(f *testing.F) {
 		defer cancel()
 		_ = src.Run(ctx, &collect{})
 	})
+}
+
+func TestLabel(t *testing.T) {
+	for spec, want := range map[string]string{
+		"rtsp://admin:hunter2@10.0.0.5/stream1": "rtsp://admin:xxxxx@10.0.0.5/stream1",
+		"gst:videotestsrc ! x264enc":            "gst",
+		"exec:ffmpeg -i x -f h264 -":            "exec",
+		"camera.h264":                           "camera.h264",
+		"-":                                     "-",
+	} {
+		if got := Label(spec); got != want {
+			t.Errorf("Label(%q) = %q, want %q", spec, got, want)
+		}
+	}
 }

@@ -1,0 +1,145 @@
+package source
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kvsgo/kvsgo/internal/mediatest"
+)
+
+// runTS sends an MPEG-TS input, paced, on a fake clock.
+func runTS(t *testing.T, data []byte) (*collect, *fakeClock, string) {
+	t.Helper()
+	var logs syncBuffer
+	clock := newFakeClock()
+	src := &MPEGTS{R: bytes.NewReader(data), Pace: true, Now: clock.now, sleep: clock.sleep, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	var got collect
+	if err := src.Run(context.Background(), &got); err != nil {
+		t.Fatal(err)
+	}
+	return &got, clock, logs.String()
+}
+
+// TestMPEGTSConcatenated: `cat a.ts b.ts` (timestamps go back where the
+// clips join) and a second clip 600 s later (they jump forward) are sent on
+// in real time, every frame in order with the source's own timestamps, and
+// the jump is reported once with its size.
+func TestMPEGTSConcatenated(t *testing.T) {
+	a, b, b600 := mediatest.ReadFixture(t, "clip-a.ts"), mediatest.ReadFixture(t, "clip-b.ts"), mediatest.ReadFixture(t, "clip-b-600.ts")
+	alone := func(data []byte) *collect { got, _, _ := runTS(t, data); return got }
+	ga, gb := alone(a), alone(b)
+	for _, c := range []struct {
+		name, second, jump string
+	}{
+		{"cat a.ts b.ts", string(b), "jump back"},
+		{"b.ts 600 s later", string(b600), "jump forward"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, clock, logs := runTS(t, append(append([]byte{}, a...), c.second...))
+			want := append(append([]frameKey{}, keys(ga)...), keys(gb)...)
+			if g := keys(got); !equalKeys(g, want) {
+				t.Fatalf("%d frames, want the %d of both clips in order", len(g), len(want))
+			}
+			// 2 s + 2 s of video at 30 fps: one frame's time between the clips.
+			if total := clock.total(); total < 3900*time.Millisecond || total > 4*time.Second || clock.longest() > 40*time.Millisecond {
+				t.Fatalf("slept %v in all, %v at most: not real time", total, clock.longest())
+			}
+			if strings.Count(logs, c.jump) != 1 {
+				t.Fatalf("the discontinuity is not reported once:\n%s", logs)
+			}
+			// The timestamps are the source's: the second clip's go on from
+			// its own start.
+			var second time.Duration
+			for _, f := range got.frames {
+				if f.Track == 1 && f.Key {
+					second = f.DTS
+				}
+			}
+			if c.jump == "jump forward" && second < 600*time.Second || c.jump == "jump back" && second > 3*time.Second {
+				t.Fatalf("the second clip's last key frame at %v", second)
+			}
+		})
+	}
+}
+
+// frameKey identifies a frame by track and bytes.
+type frameKey struct {
+	track uint8
+	data  string
+}
+
+func keys(c *collect) []frameKey {
+	var k []frameKey
+	for _, f := range c.frames {
+		k = append(k, frameKey{f.Track, string(f.Data)})
+	}
+	return k
+}
+
+func equalKeys(a, b []frameKey) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// TestMPEGTSReportsWhatItSkips: an input that starts mid-GOP loses the
+// frames before the first key frame, and says how many: what is sent and
+// what is reported lost add up to the packets ffprobe finds.
+func TestMPEGTSReportsWhatItSkips(t *testing.T) {
+	a := mediatest.ReadFixture(t, "clip-a.ts")
+	// Cut the stream a third of the way in, on a packet boundary.
+	cut := a[(len(a)/3)/188*188:]
+	path := filepath.Join(t.TempDir(), "cut.ts")
+	if err := os.WriteFile(path, cut, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	streams := mediatest.Probe(t, path, nil, "")
+	got, _, logs := runTS(t, cut)
+	for i, s := range streams {
+		n, _ := strconv.Atoi(s.NbReadFrames)
+		track := uint8(i + 1)
+		if got.count(track)+got.drops[track] != n {
+			t.Fatalf("%s: %d frames sent and %d reported lost; ffprobe finds %d", s.CodecType, got.count(track), got.drops[track], n)
+		}
+	}
+	if got.drops[1] == 0 || !got.frames[0].Key || !strings.Contains(logs, "before the first key frame") {
+		t.Fatalf("the frames before the first key frame are not reported: %v\n%s", got.drops, logs)
+	}
+}
+
+// TestMPEGTSMissingPackets: a packet lost in the middle of a frame (the
+// continuity counter skips) loses that frame, and it is reported; the
+// other frames go on.
+func TestMPEGTSMissingPackets(t *testing.T) {
+	a := mediatest.ReadFixture(t, "clip-a.ts")
+	whole, _, _ := runTS(t, a)
+	// Drop the first video packet, halfway through, that continues a PES.
+	var lossy []byte
+	dropped := false
+	for i := 0; i+188 <= len(a); i += 188 {
+		pkt := a[i : i+188]
+		pid := uint16(pkt[1]&0x1f)<<8 | uint16(pkt[2])
+		if !dropped && i > len(a)/2 && pid == 256 && pkt[1]&0x40 == 0 {
+			dropped = true
+			continue
+		}
+		lossy = append(lossy, pkt...)
+	}
+	got, _, logs := runTS(t, lossy)
+	if got.drops[1] != 1 || got.count(1) != whole.count(1)-1 || got.count(2) != whole.count(2) || !strings.Contains(logs, "packets are missing") {
+		t.Fatalf("video %d of %d sent, %d reported lost; audio %d of %d; log:\n%s", got.count(1), whole.count(1), got.drops[1], got.count(2), whole.count(2), logs)
+	}
+}
