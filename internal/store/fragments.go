@@ -162,6 +162,12 @@ func (s *Store) AcquireIngest(id StreamID) (release func(ended bool), ok bool) {
 
 // markEnded records (or clears) the clean end of a PutMedia session.
 func (s *Store) markEnded(id StreamID, ended bool) {
+	if !ended {
+		// Most connections have nothing to clear: no write (and fsync) then.
+		if rec, err := s.StreamByID(id); err != nil || !rec.Ended {
+			return
+		}
+	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		rec, err := getStreamID(tx, id)
 		if err != nil || (!ended && !rec.Ended) {
