@@ -37,11 +37,13 @@ func (r apiResult) errorType() string {
 	return v
 }
 
-// message is the error body's Message, as the service spells it.
+// message is the error body's Message, spelled as the service spells it
+// ({"Message": …}; Go's decoder alone would take any case).
 func (r apiResult) message() string {
-	var m struct{ Message string }
+	var m map[string]any
 	_ = json.Unmarshal(r.Body, &m)
-	return m.Message
+	s, _ := m["Message"].(string)
+	return s
 }
 
 // post sends a JSON body signed with c at time at (time.Now() when zero);
