@@ -160,8 +160,8 @@ func TestDeleteStreamEndsItsSessions(t *testing.T) {
 		t.Fatalf("GetMedia NOW: %d", code)
 	}
 
-	awsCLI(t, srv.url, "kinesisvideo", "delete-stream", "--stream-arn", old.StreamARN)
 	deletedAt := time.Now()
+	awsCLI(t, srv.url, "kinesisvideo", "delete-stream", "--stream-arn", old.StreamARN)
 
 	// The producer is told, and its response ends.
 	var errAck *kvs.Ack
@@ -173,6 +173,7 @@ func TestDeleteStreamEndsItsSessions(t *testing.T) {
 	if errAck == nil || errAck.ErrorID != 4507 || errAck.ErrorCode != "STREAM_DELETED" {
 		t.Fatalf("the producer of the deleted stream got %+v, want ERROR 4507 STREAM_DELETED", errAck)
 	}
+	t.Logf("the producer's session ended %s after delete-stream started (the AWS CLI's own start-up included)", time.Since(deletedAt).Round(time.Millisecond))
 	// So are the readers: an in-band error, then the end.
 	for name, r := range map[string]*getMediaReader{"EARLIEST": earliest, "NOW": now} {
 		res := r.wait(t, 20*time.Second)
@@ -287,6 +288,8 @@ func TestGetMediaWaitsAtTheLiveEdge(t *testing.T) {
 	}
 	if d := time.Since(ended); d > 10*time.Second {
 		t.Fatalf("GetMedia ended %s after the producer's stream", d)
+	} else {
+		t.Logf("GetMedia ended %s after the producer ended its stream", d.Round(time.Millisecond))
 	}
 
 	// After a serve restart (the producer cut off by it), a NOW reader

@@ -36,10 +36,12 @@ func TestPrepareStreamWaitsUntilActive(t *testing.T) {
 	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", "")}
 	cp := kvs.NewSDKControlPlane(cfg, hs.URL, nil)
 	ctx := context.Background()
+	began := time.Now()
 	ep, retention, err := cp.PrepareStream(ctx, kvs.StreamSetup{Name: "new-cam", Create: true, RetentionHours: 12})
 	if err != nil {
 		t.Fatalf("PrepareStream on a stream that is CREATING for a while: %v", err)
 	}
+	t.Logf("PrepareStream took %s for a stream CREATING for 700 ms", time.Since(began).Round(time.Millisecond))
 	if ep != hs.URL || retention != 12 {
 		t.Fatalf("endpoint %q retention %d", ep, retention)
 	}
