@@ -214,7 +214,7 @@ func (s *Server) getMediaForFragmentList(req *request) error {
 			}
 			// The status is sent: the error goes in-band, in both the
 			// reference's tags and the ones the parser library reads.
-			chunk = mkv.AppendTags(append(chunk[:0], ebmlAndSegment()...),
+			chunk = mkv.AppendTags(append(chunk[:0], s.chunkStart...),
 				mkv.SimpleTag{Name: mkv.TagFragmentNumber, Value: f.Number()},
 				mkv.SimpleTag{Name: tagExceptionErrorCode, Value: strconv.Itoa(code)},
 				mkv.SimpleTag{Name: tagExceptionMessage, Value: err.Error()},

@@ -235,7 +235,7 @@ func (g *getMediaSession) ended(err error) {
 // fail writes the service's in-band error chunk and ends the session.
 func (g *getMediaSession) fail(id int, code, number string, err error) {
 	g.log.Info("GetMedia ended with an error", "error_id", id, "error_code", code, "cause", err, "fragments", g.sent)
-	if _, werr := g.w.Write(errorChunk(number, id, code+": "+err.Error())); werr == nil {
+	if _, werr := g.w.Write(g.s.errorChunk(number, id, code+": "+err.Error())); werr == nil {
 		_ = g.rc.Flush()
 	}
 }
@@ -282,8 +282,8 @@ func (s *Server) mediaChunk(dst []byte, st store.Stream, f store.Fragment) ([]by
 // error: an EBML header, a Segment, and Tags with the fragment number (when
 // there is one), AWS_KINESISVIDEO_ERROR_CODE and AWS_KINESISVIDEO_ERROR_ID.
 // AWS's parser library reads a Segment without a Cluster as such an error.
-func errorChunk(number string, id int, code string) []byte {
-	dst := append([]byte(nil), ebmlAndSegment()...)
+func (s *Server) errorChunk(number string, id int, code string) []byte {
+	dst := append([]byte(nil), s.chunkStart...)
 	var tags []mkv.SimpleTag
 	if number != "" {
 		tags = append(tags, mkv.SimpleTag{Name: mkv.TagFragmentNumber, Value: number})
@@ -295,7 +295,8 @@ func errorChunk(number string, id int, code string) []byte {
 }
 
 // ebmlAndSegment is the start of every chunk: the EBML header and an
-// unknown-size Segment, cut from the mkv package's own header.
+// unknown-size Segment, cut from the mkv package's own header. It panics
+// only if that fixed header is broken, when the server is made.
 func ebmlAndSegment() []byte {
 	hdr, err := mkv.AppendHeader(nil, &mkv.Header{Tracks: []mkv.Track{{Number: 1, Type: mkv.TrackTypeVideo, CodecID: "V_MPEG4/ISO/AVC"}}})
 	if err != nil {

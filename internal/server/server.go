@@ -88,6 +88,8 @@ type Server struct {
 	metrics  *metrics
 	mux      *http.ServeMux
 	limits   *limiter
+	// chunkStart begins every in-band error chunk: EBML header, Segment.
+	chunkStart []byte
 
 	// ctx ends long-lived requests (PutMedia, GetMedia) on Shutdown.
 	ctx    context.Context
@@ -100,15 +102,16 @@ func New(cfg Config) *Server {
 	cfg.defaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		store:    cfg.Store,
-		verifier: &sigv4.Verifier{Secrets: cfg.Credentials, Now: cfg.Now},
-		metrics:  newMetrics(),
-		mux:      http.NewServeMux(),
-		limits:   newLimiter(cfg.Now),
-		ctx:      ctx,
-		cancel:   cancel,
+		cfg:        cfg,
+		log:        cfg.Logger,
+		store:      cfg.Store,
+		verifier:   &sigv4.Verifier{Secrets: cfg.Credentials, Now: cfg.Now},
+		metrics:    newMetrics(),
+		mux:        http.NewServeMux(),
+		limits:     newLimiter(cfg.Now),
+		chunkStart: ebmlAndSegment(),
+		ctx:        ctx,
+		cancel:     cancel,
 	}
 	json := map[string]func(*request) (any, error){
 		"/createStream":        s.createStream,
