@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/kvsgo/kvsgo/internal/store"
 )
 
 // Kind says which protocol a session serves.
@@ -58,10 +60,10 @@ const (
 // matters (a restart keeps sessions working).
 type Session struct {
 	Kind Kind
-	// Stream is the stream's name, ARN its identity: a stream deleted and
-	// created again under the same name is another stream.
-	Stream string
-	ARN    string
+	// Stream is the stream's identity, not its name: a stream deleted and
+	// created again under the same name is another stream, and a session
+	// of the old one never reads the new one's fragments.
+	Stream store.StreamID
 	Mode   Mode
 	// ProducerTime selects and places fragments by producer timestamps,
 	// else by server timestamps.
@@ -103,7 +105,9 @@ func NewSigner(key []byte) (*Signer, error) {
 }
 
 const (
-	tokenVersion = 1
+	// tokenVersion 2 names the stream by its identity; version 1 (name
+	// and ARN) is refused.
+	tokenVersion = 2
 	macSize      = sha256.Size
 )
 
@@ -145,10 +149,8 @@ func (s *Signer) Token(sess Session) string {
 		b = binary.AppendVarint(b, msOf(t))
 	}
 	b = binary.AppendUvarint(b, sess.Origin)
-	for _, str := range []string{sess.Stream, sess.ARN} {
-		b = binary.AppendUvarint(b, uint64(len(str)))
-		b = append(b, str...)
-	}
+	b = binary.AppendUvarint(b, uint64(len(sess.Stream)))
+	b = append(b, sess.Stream...)
 	b = append(b, s.mac(b)...)
 	return base64.RawURLEncoding.EncodeToString(b)
 }
@@ -241,13 +243,11 @@ func decodeSession(b []byte) (Session, error) {
 	if sess.Origin, ok = next(); !ok {
 		return sess, errors.New("origin")
 	}
-	for _, dst := range []*string{&sess.Stream, &sess.ARN} {
-		n, ok := next()
-		if !ok || n > uint64(len(r)) {
-			return sess, errors.New("string")
-		}
-		*dst, r = string(r[:n]), r[n:]
+	n, ok := next()
+	if !ok || n > uint64(len(r)) {
+		return sess, errors.New("string")
 	}
+	sess.Stream, r = store.StreamID(r[:n]), r[n:]
 	if len(r) != 0 || sess.Kind < KindHLS || sess.Kind > KindDASH || sess.Mode < ModeLive || sess.Mode > ModeOnDemand ||
 		sess.Discontinuity < DiscontinuityAlways || sess.Discontinuity > DiscontinuityOnGap {
 		return sess, errors.New("fields")

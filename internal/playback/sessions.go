@@ -13,11 +13,11 @@ import (
 
 // Source is what playback reads from the store.
 type Source interface {
-	Scan(stream string, afterSeq uint64, fn func(store.Fragment) bool) error
-	Latest(stream string) (uint64, error)
-	Fragment(stream string, seq uint64) (store.Fragment, error)
-	ReadFragment(stream string, f store.Fragment) (header, body []byte, err error)
-	WaitAfter(ctx context.Context, stream string, afterSeq uint64) error
+	Scan(id store.StreamID, afterSeq uint64, fn func(store.Fragment) bool) error
+	Latest(id store.StreamID) (uint64, error)
+	Fragment(id store.StreamID, seq uint64) (store.Fragment, error)
+	ReadFragment(id store.StreamID, f store.Fragment) (header, body []byte, err error)
+	WaitAfter(ctx context.Context, id store.StreamID, afterSeq uint64) error
 }
 
 // Entry is one fragment of a session's playlist.
@@ -102,7 +102,7 @@ type Sessions struct {
 }
 
 type headerKey struct {
-	stream  string
+	stream  store.StreamID
 	segment uint32
 	offset  int64
 }
@@ -128,7 +128,7 @@ func (m *Sessions) log() *slog.Logger {
 
 // Tracks returns the tracks of a fragment's stream header, parsed once per
 // header the store keeps.
-func (m *Sessions) Tracks(stream string, f store.Fragment) ([]*Track, error) {
+func (m *Sessions) Tracks(stream store.StreamID, f store.Fragment) ([]*Track, error) {
 	key := headerKey{stream, f.Segment, f.HeaderOff}
 	m.mu.Lock()
 	he, ok := m.headers[key]
@@ -174,7 +174,7 @@ func (m *Sessions) Prepare(sess *Session) error {
 		// no live session.
 		last := st.entries[len(st.entries)-1].Fragment
 		if m.now().Sub(time.UnixMilli(last.ServerMS+last.DurationMS)) > liveRecent {
-			return fmt.Errorf("%w: the newest fragment of %s ended %s ago", ErrNoFragments, sess.Stream,
+			return fmt.Errorf("%w: the newest fragment of %s ended %s ago", ErrNoFragments, sess.Stream.Name(),
 				m.now().Sub(time.UnixMilli(last.ServerMS+last.DurationMS)).Round(time.Second))
 		}
 	}
@@ -370,7 +370,7 @@ func (m *Sessions) scan(st *state, sess *Session, now time.Time) error {
 			return true // a duplicate, or older than what is shown
 		}
 		if err := m.add(st, sess, f, ts); err != nil {
-			m.log().Warn("playback leaves out a fragment", "stream", sess.Stream, "fragment", f.Number(), "error", err)
+			m.log().Warn("playback leaves out a fragment", "stream", sess.Stream.Name(), "fragment", f.Number(), "error", err)
 		}
 		return true
 	})
@@ -506,7 +506,7 @@ func (m *Sessions) Fragment(sess Session, number string) (store.Fragment, error)
 }
 
 // Load reads and parses a fragment.
-func (m *Sessions) Load(stream string, f store.Fragment) (*Fragment, error) {
+func (m *Sessions) Load(stream store.StreamID, f store.Fragment) (*Fragment, error) {
 	header, body, err := m.Source.ReadFragment(stream, f)
 	if err != nil {
 		return nil, err

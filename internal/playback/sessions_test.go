@@ -49,7 +49,7 @@ func (s *fakeStore) add(producerMS, durMS int64, segment uint32) store.Fragment 
 	return f
 }
 
-func (s *fakeStore) Scan(_ string, after uint64, fn func(store.Fragment) bool) error {
+func (s *fakeStore) Scan(_ store.StreamID, after uint64, fn func(store.Fragment) bool) error {
 	s.mu.Lock()
 	frags := append([]store.Fragment(nil), s.frags...)
 	s.mu.Unlock()
@@ -61,7 +61,7 @@ func (s *fakeStore) Scan(_ string, after uint64, fn func(store.Fragment) bool) e
 	return nil
 }
 
-func (s *fakeStore) Latest(string) (uint64, error) {
+func (s *fakeStore) Latest(store.StreamID) (uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.frags) == 0 {
@@ -70,7 +70,7 @@ func (s *fakeStore) Latest(string) (uint64, error) {
 	return s.frags[len(s.frags)-1].Seq, nil
 }
 
-func (s *fakeStore) Fragment(_ string, seq uint64) (store.Fragment, error) {
+func (s *fakeStore) Fragment(_ store.StreamID, seq uint64) (store.Fragment, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, f := range s.frags {
@@ -81,11 +81,11 @@ func (s *fakeStore) Fragment(_ string, seq uint64) (store.Fragment, error) {
 	return store.Fragment{}, store.ErrFragmentNotFound
 }
 
-func (s *fakeStore) ReadFragment(_ string, f store.Fragment) ([]byte, []byte, error) {
+func (s *fakeStore) ReadFragment(_ store.StreamID, f store.Fragment) ([]byte, []byte, error) {
 	return s.headers[f.Segment], s.body, nil
 }
 
-func (s *fakeStore) WaitAfter(ctx context.Context, name string, after uint64) error {
+func (s *fakeStore) WaitAfter(ctx context.Context, name store.StreamID, after uint64) error {
 	s.mu.Lock()
 	ch := s.changed
 	s.mu.Unlock()

@@ -64,7 +64,7 @@ func (s *Server) getHLSStreamingSessionURL(req *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.log.Info("HLS session", "stream", sess.Stream, "mode", sess.Mode, "expires", sess.Expires.Format(time.RFC3339))
+	s.log.Info("HLS session", "stream", sess.Stream.Name(), "mode", sess.Mode, "expires", sess.Expires.Format(time.RFC3339))
 	return map[string]string{"HLSStreamingSessionURL": s.baseURL(req.r) + playback.HLSPath + playback.HLSMaster + "?SessionToken=" + token}, nil
 }
 

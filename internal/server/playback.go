@@ -43,14 +43,6 @@ type sessionRequest struct {
 	maxResultsName   string
 }
 
-type fragmentSelector struct {
-	FragmentSelectorType string `json:"FragmentSelectorType"`
-	TimestampRange       *struct {
-		StartTimestamp *epochTime `json:"StartTimestamp"`
-		EndTimestamp   *epochTime `json:"EndTimestamp"`
-	} `json:"TimestampRange"`
-}
-
 // Session expiry, as the service bounds it (seconds).
 const (
 	minExpires     = 300
@@ -135,7 +127,7 @@ func (s *Server) newSession(in sessionRequest) (playback.Session, error) {
 		return sess, errorf(http.StatusBadRequest, "NoDataRetentionException",
 			"Stream %s keeps no data (DataRetentionInHours is 0), so it cannot be played back. Give it a retention period with update-data-retention.", st.Name)
 	}
-	sess.Stream, sess.ARN = st.Name, st.ARN
+	sess.Stream = st.ID
 	now := s.cfg.Now()
 	sess.Created, sess.Expires = now, now.Add(time.Duration(expires)*time.Second)
 	return sess, nil
@@ -154,11 +146,11 @@ func playbackError(err error, sess playback.Session) error {
 	switch {
 	case errors.Is(err, playback.ErrNoFragments):
 		if sess.Mode == playback.ModeLive {
-			return notFound("Stream %s has no fragments from the last 30 seconds to play live. Is a producer sending to it? (%v)", sess.Stream, err)
+			return notFound("Stream %s has no fragments from the last 30 seconds to play live. Is a producer sending to it? (%v)", sess.Stream.Name(), err)
 		}
-		return notFound("Stream %s has no fragments in the requested time range (%s).", sess.Stream, rangeString(sess))
+		return notFound("Stream %s has no fragments in the requested time range (%s).", sess.Stream.Name(), rangeString(sess))
 	case errors.Is(err, playback.ErrStreamGone):
-		return notFound("Stream %s of this session was deleted.", sess.Stream)
+		return notFound("Stream %s of this session was deleted.", sess.Stream.Name())
 	case errors.Is(err, playback.ErrNotInSession):
 		return notFound("%v.", err)
 	case errors.Is(err, playback.ErrUnsupportedMedia):
@@ -203,9 +195,9 @@ func (s *Server) sessionOf(r *http.Request, kind playback.Kind) (playback.Sessio
 	case sess.Kind != kind:
 		return sess, "", errorf(http.StatusForbidden, "NotAuthorizedException", "The session token is for another streaming protocol.")
 	}
-	st, err := s.store.Stream(sess.Stream)
-	if errors.Is(err, store.ErrStreamNotFound) || (err == nil && st.ARN != sess.ARN) {
-		return sess, "", notFound("Stream %s of this session was deleted.", sess.Stream)
+	_, err = s.store.StreamByID(sess.Stream)
+	if errors.Is(err, store.ErrStreamNotFound) {
+		return sess, "", notFound("Stream %s of this session was deleted.", sess.Stream.Name())
 	}
 	if err != nil {
 		return sess, "", err

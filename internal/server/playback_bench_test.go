@@ -32,13 +32,14 @@ func BenchmarkPersistedToLivePlaylist(b *testing.B) {
 	hs := httptest.NewServer(srv.Handler())
 	defer hs.Close()
 	defer srv.Shutdown(context.Background())
-	if _, err := st.CreateStream(store.NewStream{Name: "live", RetentionHours: 1}); err != nil {
+	live, err := st.CreateStream(store.NewStream{Name: "live", RetentionHours: 1})
+	if err != nil {
 		b.Fatal(err)
 	}
 	header, body := firstFragment(b)
 	base := time.Now().Add(-time.Second).UnixMilli()
 	app := func(i int) {
-		if _, _, err := st.AppendFragment("live", store.NewFragment{Header: header, Body: body,
+		if _, _, err := st.AppendFragment(live.ID, store.NewFragment{Header: header, Body: body,
 			ProducerMS: base + int64(i)*1000, ServerMS: time.Now().UnixMilli(), DurationMS: 1000}); err != nil {
 			b.Fatal(err)
 		}
