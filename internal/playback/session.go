@@ -82,10 +82,13 @@ type Session struct {
 	Origin uint64
 }
 
-// Token errors; both mean HTTP 403.
+// Token errors; all mean HTTP 403.
 var (
 	ErrTokenInvalid = errors.New("the session token is not valid")
 	ErrTokenExpired = errors.New("the session has expired")
+	// ErrTokenVersion: a token this server signed in another format (an
+	// older kvsgo's, which named streams by name): a new session is needed.
+	ErrTokenVersion = errors.New("the session token is from another version of kvsgo serve")
 )
 
 // Signer issues and checks session tokens: the session's fields and an
@@ -105,8 +108,8 @@ func NewSigner(key []byte) (*Signer, error) {
 }
 
 const (
-	// tokenVersion 2 names the stream by its identity; version 1 (name
-	// and ARN) is refused.
+	// tokenVersion 2 names the stream by its identity (version 1 named
+	// it by name and ARN).
 	tokenVersion = 2
 	macSize      = sha256.Size
 )
@@ -185,6 +188,9 @@ func (s *Signer) Parse(token string, now time.Time) (Session, string, error) {
 	}
 	// Signed by this server: what follows was written by Token, but is
 	// still read defensively.
+	if body[0] != tokenVersion {
+		return Session{}, "", ErrTokenVersion
+	}
 	sess, err = decodeSession(body)
 	if err != nil {
 		return Session{}, "", ErrTokenInvalid

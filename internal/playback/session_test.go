@@ -52,6 +52,13 @@ func TestSessionTokenRefused(t *testing.T) {
 			t.Fatalf("token %q: %v", bad, err)
 		}
 	}
+	// A token this server signed in version 1's format (stream name and
+	// ARN) is told apart from a forged one.
+	v1 := append([]byte{1}, raw[1:len(raw)-macSize]...)
+	v1 = append(v1, s.mac(v1)...)
+	if _, _, err := s.Parse(base64.RawURLEncoding.EncodeToString(v1), epoch); !errors.Is(err, ErrTokenVersion) {
+		t.Fatalf("a version 1 token: %v", err)
+	}
 }
 
 // FuzzSessionToken: whatever a client sends as a token, Parse refuses or
@@ -62,7 +69,8 @@ func FuzzSessionToken(f *testing.F) {
 	tok := s.Token(testSession())
 	raw, _ := base64.RawURLEncoding.DecodeString(tok)
 	f.Add(raw[:len(raw)-macSize])
-	f.Add([]byte{1, 1, 1, 0, 1, 5, 0, 0, 2, 2, 0, 1, 'a', 0})
+	f.Add([]byte{2, 1, 1, 0, 1, 5, 0, 0, 2, 2, 0, 1, 'a'})
+	f.Add([]byte{1, 1, 1, 0, 1, 5, 0, 0, 2, 2, 0, 1, 'a', 0}) // version 1
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, body []byte) {
 		_, _, _ = s.Parse(base64.RawURLEncoding.EncodeToString(body), epoch)

@@ -161,7 +161,7 @@ func playbackError(err error, sess playback.Session) error {
 		return errorf(http.StatusBadRequest, "InvalidCodecPrivateDataException", "%v", err)
 	case errors.Is(err, playback.ErrInvalidMedia):
 		return errorf(http.StatusBadRequest, "InvalidMediaFrameException", "%v", err)
-	case errors.Is(err, playback.ErrTokenInvalid), errors.Is(err, playback.ErrTokenExpired):
+	case errors.Is(err, playback.ErrTokenInvalid), errors.Is(err, playback.ErrTokenExpired), errors.Is(err, playback.ErrTokenVersion):
 		return errorf(http.StatusForbidden, "NotAuthorizedException", "%v", err)
 	}
 	return err
@@ -190,6 +190,8 @@ func (s *Server) sessionOf(r *http.Request, kind playback.Kind) (playback.Sessio
 	switch {
 	case errors.Is(err, playback.ErrTokenExpired):
 		return sess, "", errorf(http.StatusForbidden, "NotAuthorizedException", "The session has expired: ask for a new streaming session URL.")
+	case errors.Is(err, playback.ErrTokenVersion):
+		return sess, "", errorf(http.StatusForbidden, "NotAuthorizedException", "The session was issued by another version of kvsgo serve: ask for a new streaming session URL.")
 	case err != nil:
 		return sess, "", errorf(http.StatusForbidden, "NotAuthorizedException", "The session token is not valid for this server: use the URL GetHLSStreamingSessionURL or GetDASHStreamingSessionURL returned.")
 	case sess.Kind != kind:
