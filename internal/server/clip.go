@@ -38,7 +38,7 @@ func (s *Server) getClip(req *request) error {
 	case !producer && end.After(s.cfg.Now()):
 		return invalidArgument("With SERVER_TIMESTAMP, EndTimestamp must be in the past.")
 	}
-	st, err := s.resolve(in.streamRef)
+	st, err := s.resolveActive(in.streamRef)
 	if err != nil {
 		return err
 	}

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/kvsgo/kvsgo/internal/playback"
-	"github.com/kvsgo/kvsgo/internal/store"
 )
 
 // sessionSecretFile holds the key that signs playback session tokens, in
@@ -119,7 +118,7 @@ func (s *Server) newSession(in sessionRequest) (playback.Session, error) {
 		}
 		sess.MaxResults = int(*in.maxResults)
 	}
-	st, err := s.resolve(in.ref)
+	st, err := s.resolveActive(in.ref)
 	if err != nil {
 		return sess, err
 	}
@@ -151,7 +150,7 @@ func playbackError(err error, sess playback.Session) error {
 		return notFound("Stream %s has no fragments in the requested time range (%s).", sess.Stream.Name(), rangeString(sess))
 	case errors.Is(err, playback.ErrStreamGone):
 		return notFound("Stream %s of this session was deleted.", sess.Stream.Name())
-	case errors.Is(err, playback.ErrNotInSession):
+	case errors.Is(err, playback.ErrNotInSession), errors.Is(err, playback.ErrExpired):
 		return notFound("%v.", err)
 	case errors.Is(err, playback.ErrUnsupportedMedia):
 		return errorf(http.StatusBadRequest, "UnsupportedStreamMediaTypeException", "%v", err)
@@ -179,8 +178,9 @@ func rangeString(sess playback.Session) string {
 	return clock + " timestamps " + sess.Start.Format(time.RFC3339Nano) + " to " + end
 }
 
-// sessionOf checks a player request's session token: signature, expiry,
-// protocol, and that its stream is still the one it was issued for.
+// sessionOf checks a player request's session token: signature, expiry
+// and protocol. Whether its stream still exists (the same identity, not
+// just the name) playback checks on every read.
 func (s *Server) sessionOf(r *http.Request, kind playback.Kind) (playback.Session, string, error) {
 	token := r.URL.Query().Get("SessionToken")
 	if token == "" {
@@ -196,13 +196,6 @@ func (s *Server) sessionOf(r *http.Request, kind playback.Kind) (playback.Sessio
 		return sess, "", errorf(http.StatusForbidden, "NotAuthorizedException", "The session token is not valid for this server: use the URL GetHLSStreamingSessionURL or GetDASHStreamingSessionURL returned.")
 	case sess.Kind != kind:
 		return sess, "", errorf(http.StatusForbidden, "NotAuthorizedException", "The session token is for another streaming protocol.")
-	}
-	_, err = s.store.StreamByID(sess.Stream)
-	if errors.Is(err, store.ErrStreamNotFound) {
-		return sess, "", notFound("Stream %s of this session was deleted.", sess.Stream.Name())
-	}
-	if err != nil {
-		return sess, "", err
 	}
 	return sess, id, nil
 }
