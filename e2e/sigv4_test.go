@@ -117,9 +117,10 @@ var tokenRE = regexp.MustCompile(`SessionToken=([^&]+)`)
 // initialization and media segment of HLS (fMP4 and MPEG-TS) and DASH
 // sessions, a request without the token, with a token changed in any
 // part, cut short, signed by another server, or of another protocol is
-// refused with 403 NotAuthorizedException — also when the request carries
-// a valid SigV4 signature instead — and a valid token does not reach
-// another stream's fragments.
+// refused with 403 NotAuthorizedException in the service's shape (a
+// Message, a request ID) — also when the request carries a valid SigV4
+// signature instead — and a valid token does not reach another stream's
+// fragments.
 func TestPlaybackResourcesNeedTheirSessionToken(t *testing.T) {
 	t.Parallel()
 	srv := startServe(t, serveArgs(t.TempDir())...)
@@ -173,7 +174,7 @@ func TestPlaybackResourcesNeedTheirSessionToken(t *testing.T) {
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		r := apiResult{Status: resp.StatusCode, Header: resp.Header, Body: body}
-		if r.Status != 403 || r.errorType() != "NotAuthorizedException" || r.message() == "" {
+		if r.Status != 403 || r.errorType() != "NotAuthorizedException" || r.message() == "" || r.Header.Get("x-amzn-RequestId") == "" {
 			t.Errorf("%s: %s answers %d %s %s", what, u[strings.Index(u, "/v1/")+4:], r.Status, r.errorType(), body)
 		}
 	}
