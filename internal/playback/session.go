@@ -178,7 +178,9 @@ func (s *Signer) Parse(token string, now time.Time) (Session, string, error) {
 	if len(token) == 0 || len(token) > maxTokenLen {
 		return sess, "", ErrTokenInvalid
 	}
-	b, err := base64.RawURLEncoding.DecodeString(token)
+	// Strict: the unused low bits of the last character must be zero, so
+	// that one token has one spelling and a changed character is refused.
+	b, err := base64.RawURLEncoding.Strict().DecodeString(token)
 	if err != nil || len(b) < macSize+5 {
 		return sess, "", ErrTokenInvalid
 	}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/kvsgo/kvsgo/internal/store"
 )
 
 func testSession() Session {
@@ -39,6 +41,24 @@ func TestSessionTokenRefused(t *testing.T) {
 		b[i] ^= 0x01
 		if _, _, err := s.Parse(base64.RawURLEncoding.EncodeToString(b), epoch); !errors.Is(err, ErrTokenInvalid) {
 			t.Fatalf("a token with byte %d changed: %v", i, err)
+		}
+	}
+	// Every character changed, the last one's unused low bits included
+	// (tokens of every length modulo 4, so some have such bits).
+	for _, id := range []store.StreamID{"p@1", "po@1", "por@1", "porc@1"} {
+		sess := testSession()
+		sess.Stream = id
+		tok := s.Token(sess)
+		for i := range tok {
+			for _, c := range []byte("ABab09-_") {
+				if tok[i] == c {
+					continue
+				}
+				changed := tok[:i] + string(c) + tok[i+1:]
+				if _, _, err := s.Parse(changed, epoch); !errors.Is(err, ErrTokenInvalid) {
+					t.Fatalf("a token of length %d with character %d changed to %q: %v", len(tok), i, c, err)
+				}
+			}
 		}
 	}
 	if _, _, err := other.Parse(tok, epoch); !errors.Is(err, ErrTokenInvalid) {
