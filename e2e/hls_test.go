@@ -272,7 +272,7 @@ func TestPlaybackBadInput(t *testing.T) {
 		c = "B"
 	}
 	forged := u[:i] + c + u[i+1:]
-	if code, h := httpStatus(t, forged); code != 403 || h.Get("X-Amzn-ErrorType") != "NotAuthorizedException" {
+	if code, h := httpStatus(t, forged); code != 403 || (apiResult{Header: h}).errorType() != "NotAuthorizedException" {
 		t.Fatalf("a forged token: %d %s", code, h.Get("X-Amzn-ErrorType"))
 	}
 	if code, _ := httpStatus(t, strings.Split(u, "?")[0]); code != 403 {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesisvideo"
@@ -37,6 +38,9 @@ type ControlPlane interface {
 // SDKControlPlane calls the service through aws-sdk-go-v2.
 type SDKControlPlane struct {
 	Client *kinesisvideo.Client
+	// ActiveTimeout bounds the wait for a new stream to become ACTIVE;
+	// 2 minutes when zero.
+	ActiveTimeout time.Duration
 }
 
 // NewSDKControlPlane builds a control-plane client from an AWS config;
@@ -72,17 +76,29 @@ func (c *SDKControlPlane) PrepareStream(ctx context.Context, s StreamSetup) (str
 				return "", 0, describeAPIError("creating stream "+s.Name, err)
 			}
 		}
-		retention = s.RetentionHours
+		// A new stream is CREATING for a while; its endpoints answer once
+		// it is ACTIVE.
+		info, err := c.waitActive(ctx, s.Name)
+		if err != nil {
+			return "", 0, err
+		}
+		retention = aws.ToInt32(info.DataRetentionInHours)
 	case errors.As(err, &nf):
 		return "", 0, fmt.Errorf("%w: %q; create it, or drop --no-create so that kvsgo creates it", ErrNoStream, s.Name)
 	case err != nil:
 		return "", 0, describeAPIError("looking up stream "+s.Name, err)
 	default:
-		if out.StreamInfo != nil {
-			if out.StreamInfo.Status == types.StatusDeleting {
-				return "", 0, fmt.Errorf("%w: %q", ErrStreamDeleting, s.Name)
+		info := out.StreamInfo
+		if info != nil && info.Status == types.StatusDeleting {
+			return "", 0, fmt.Errorf("%w: %q", ErrStreamDeleting, s.Name)
+		}
+		if info != nil && info.Status == types.StatusCreating {
+			if info, err = c.waitActive(ctx, s.Name); err != nil {
+				return "", 0, err
 			}
-			retention = aws.ToInt32(out.StreamInfo.DataRetentionInHours)
+		}
+		if info != nil {
+			retention = aws.ToInt32(info.DataRetentionInHours)
 		}
 	}
 	ep, err := c.Client.GetDataEndpoint(ctx, &kinesisvideo.GetDataEndpointInput{StreamName: aws.String(s.Name), APIName: types.APINamePutMedia})
@@ -90,6 +106,47 @@ func (c *SDKControlPlane) PrepareStream(ctx context.Context, s StreamSetup) (str
 		return "", 0, describeAPIError("getting the PutMedia endpoint", err)
 	}
 	return strings.TrimSuffix(aws.ToString(ep.DataEndpoint), "/"), retention, nil
+}
+
+// waitActive polls DescribeStream until the stream is ACTIVE (or UPDATING,
+// which streams too), as the service's clients must after CreateStream.
+func (c *SDKControlPlane) waitActive(parent context.Context, name string) (*types.StreamInfo, error) {
+	limit := c.ActiveTimeout
+	if limit == 0 {
+		limit = 2 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(parent, limit)
+	defer cancel()
+	// DescribeStream is limited to 5 calls a second per stream.
+	delay := 200 * time.Millisecond
+	status := "not visible yet"
+	for {
+		out, err := c.Client.DescribeStream(ctx, &kinesisvideo.DescribeStreamInput{StreamName: aws.String(name)})
+		var nf *types.ResourceNotFoundException
+		switch {
+		case errors.As(err, &nf):
+			// Just created: not visible everywhere yet.
+		case err != nil && ctx.Err() == nil:
+			return nil, describeAPIError("waiting for stream "+name+" to become ACTIVE", err)
+		case err == nil && out.StreamInfo != nil:
+			switch out.StreamInfo.Status {
+			case types.StatusActive, types.StatusUpdating:
+				return out.StreamInfo, nil
+			case types.StatusDeleting:
+				return nil, fmt.Errorf("%w: %q", ErrStreamDeleting, name)
+			}
+			status = string(out.StreamInfo.Status)
+		}
+		select {
+		case <-ctx.Done():
+			if parent.Err() != nil {
+				return nil, parent.Err()
+			}
+			return nil, fmt.Errorf("stream %q is still %s after %s; check it with aws kinesisvideo describe-stream", name, status, limit)
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, time.Second)
+	}
 }
 
 // Set-up errors that retrying cannot fix.

@@ -28,6 +28,9 @@ func runServe(env *cliEnv, args []string) error {
 	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this certificate (PEM)")
 	tlsKey := fs.String("tls-key", "", "the private key for --tls-cert (PEM)")
 	insecure := fs.Bool("insecure", false, "allow listening on a non-loopback address without --access-key")
+	transition := fs.Duration("transition-delay", 200*time.Millisecond,
+		"how long a stream stays CREATING, UPDATING or DELETING, as the service's do (0: at once)")
+	noThrottle := fs.Bool("no-throttle", false, "turn off the service's per-stream call limits (GetMedia, GetDataEndpoint: 5 a second), for load tests")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -38,6 +41,9 @@ func runServe(env *cliEnv, args []string) error {
 	}
 	if (*accessKey == "") != (*secretKey == "") {
 		return fmt.Errorf("--access-key and --secret-key go together")
+	}
+	if *transition < 0 || *transition > time.Minute {
+		return fmt.Errorf("--transition-delay %s: give a duration from 0 to 1m", *transition)
 	}
 	if (*tlsCert == "") != (*tlsKey == "") {
 		return fmt.Errorf("--tls-cert and --tls-key go together")
@@ -50,12 +56,12 @@ func runServe(env *cliEnv, args []string) error {
 	if *accessKey != "" {
 		creds = map[string]string{*accessKey: *secretKey}
 	}
-	st, err := store.Open(store.Options{Dir: *data, Logger: log, Region: *region})
+	st, err := store.Open(store.Options{Dir: *data, Logger: log, Region: *region, TransitionDelay: *transition})
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	srv := server.New(server.Config{Store: st, Logger: log, Credentials: creds, AdvertiseURL: *advertise})
+	srv := server.New(server.Config{Store: st, Logger: log, Credentials: creds, AdvertiseURL: *advertise, NoThrottle: *noThrottle})
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return fmt.Errorf("cannot listen on %s: %w", *listen, err)

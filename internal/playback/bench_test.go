@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/kvsgo/kvsgo/internal/store"
 )
 
 // BenchmarkRemux measures what serving one fragment costs: parsing it and
@@ -81,4 +83,49 @@ func BenchmarkLiveEdge(b *testing.B) {
 		total += r.at.Sub(stored)
 	}
 	b.ReportMetric(float64(total.Microseconds())/float64(b.N), "µs/persisted-to-playlist")
+}
+
+// BenchmarkSessionLateInLongStream measures preparing an ON_DEMAND session
+// of the last minute of a stream of 20 000 one-second fragments (5.5
+// hours) in the real store: with PRODUCER_TIMESTAMP the producer-time
+// index finds where the range starts; SERVER_TIMESTAMP ranges have no
+// index and walk the stream from its beginning.
+func BenchmarkSessionLateInLongStream(b *testing.B) {
+	const n = 20_000
+	st, err := store.Open(store.Options{Dir: b.TempDir(), NoSync: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	rec, err := st.CreateStream(store.NewStream{Name: "long", RetentionHours: 24})
+	if err != nil {
+		b.Fatal(err)
+	}
+	header, bodies := kvsFragments(b, encode(b, x264Baseline, false), epoch)
+	start := time.Now().Add(-n * time.Second).UnixMilli()
+	for i := range n {
+		ms := start + int64(i)*1000
+		if _, _, err := st.AppendFragment(rec.ID, store.NewFragment{Header: header, Body: bodies[0],
+			ProducerMS: ms, ServerMS: ms, DurationMS: 1000}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	signer, _ := NewSigner(make([]byte, 32))
+	m := &Sessions{Source: st, Signer: signer}
+	last := time.UnixMilli(start + (n-60)*1000)
+	for _, producer := range []bool{true, false} {
+		name := "server-time"
+		if producer {
+			name = "producer-time"
+		}
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				sess := Session{Kind: KindHLS, Stream: rec.ID, Mode: ModeOnDemand, ProducerTime: producer,
+					Start: last, End: last.Add(time.Minute), MaxResults: 1000, Discontinuity: DiscontinuityNever}
+				if err := m.Prepare(&sess); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

@@ -20,7 +20,7 @@ const (
 // ClipFragments selects a clip's fragments by the same rules as a
 // playlist's (range, ingest order, duplicates left out), then cuts the
 // list at the service's limits.
-func (m *Sessions) ClipFragments(stream string, producerTime bool, start, end time.Time) ([]store.Fragment, error) {
+func (m *Sessions) ClipFragments(stream store.StreamID, producerTime bool, start, end time.Time) ([]store.Fragment, error) {
 	sess := Session{Stream: stream, Mode: ModeOnDemand, ProducerTime: producerTime, Start: start, End: end,
 		MaxResults: ClipMaxFragments, Discontinuity: DiscontinuityNever}
 	st := &state{}

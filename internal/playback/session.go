@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/kvsgo/kvsgo/internal/store"
 )
 
 // Kind says which protocol a session serves.
@@ -58,10 +60,10 @@ const (
 // matters (a restart keeps sessions working).
 type Session struct {
 	Kind Kind
-	// Stream is the stream's name, ARN its identity: a stream deleted and
-	// created again under the same name is another stream.
-	Stream string
-	ARN    string
+	// Stream is the stream's identity, not its name: a stream deleted and
+	// created again under the same name is another stream, and a session
+	// of the old one never reads the new one's fragments.
+	Stream store.StreamID
 	Mode   Mode
 	// ProducerTime selects and places fragments by producer timestamps,
 	// else by server timestamps.
@@ -80,10 +82,13 @@ type Session struct {
 	Origin uint64
 }
 
-// Token errors; both mean HTTP 403.
+// Token errors; all mean HTTP 403.
 var (
 	ErrTokenInvalid = errors.New("the session token is not valid")
 	ErrTokenExpired = errors.New("the session has expired")
+	// ErrTokenVersion: a token this server signed in another format (an
+	// older kvsgo's, which named streams by name): a new session is needed.
+	ErrTokenVersion = errors.New("the session token is from another version of kvsgo serve")
 )
 
 // Signer issues and checks session tokens: the session's fields and an
@@ -103,7 +108,9 @@ func NewSigner(key []byte) (*Signer, error) {
 }
 
 const (
-	tokenVersion = 1
+	// tokenVersion 2 names the stream by its identity (version 1 named
+	// it by name and ARN).
+	tokenVersion = 2
 	macSize      = sha256.Size
 )
 
@@ -145,10 +152,8 @@ func (s *Signer) Token(sess Session) string {
 		b = binary.AppendVarint(b, msOf(t))
 	}
 	b = binary.AppendUvarint(b, sess.Origin)
-	for _, str := range []string{sess.Stream, sess.ARN} {
-		b = binary.AppendUvarint(b, uint64(len(str)))
-		b = append(b, str...)
-	}
+	b = binary.AppendUvarint(b, uint64(len(sess.Stream)))
+	b = append(b, sess.Stream...)
 	b = append(b, s.mac(b)...)
 	return base64.RawURLEncoding.EncodeToString(b)
 }
@@ -173,7 +178,9 @@ func (s *Signer) Parse(token string, now time.Time) (Session, string, error) {
 	if len(token) == 0 || len(token) > maxTokenLen {
 		return sess, "", ErrTokenInvalid
 	}
-	b, err := base64.RawURLEncoding.DecodeString(token)
+	// Strict: the unused low bits of the last character must be zero, so
+	// that one token has one spelling and a changed character is refused.
+	b, err := base64.RawURLEncoding.Strict().DecodeString(token)
 	if err != nil || len(b) < macSize+5 {
 		return sess, "", ErrTokenInvalid
 	}
@@ -183,6 +190,9 @@ func (s *Signer) Parse(token string, now time.Time) (Session, string, error) {
 	}
 	// Signed by this server: what follows was written by Token, but is
 	// still read defensively.
+	if body[0] != tokenVersion {
+		return Session{}, "", ErrTokenVersion
+	}
 	sess, err = decodeSession(body)
 	if err != nil {
 		return Session{}, "", ErrTokenInvalid
@@ -241,13 +251,11 @@ func decodeSession(b []byte) (Session, error) {
 	if sess.Origin, ok = next(); !ok {
 		return sess, errors.New("origin")
 	}
-	for _, dst := range []*string{&sess.Stream, &sess.ARN} {
-		n, ok := next()
-		if !ok || n > uint64(len(r)) {
-			return sess, errors.New("string")
-		}
-		*dst, r = string(r[:n]), r[n:]
+	n, ok := next()
+	if !ok || n > uint64(len(r)) {
+		return sess, errors.New("string")
 	}
+	sess.Stream, r = store.StreamID(r[:n]), r[n:]
 	if len(r) != 0 || sess.Kind < KindHLS || sess.Kind > KindDASH || sess.Mode < ModeLive || sess.Mode > ModeOnDemand ||
 		sess.Discontinuity < DiscontinuityAlways || sess.Discontinuity > DiscontinuityOnGap {
 		return sess, errors.New("fields")

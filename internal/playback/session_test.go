@@ -5,10 +5,12 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/kvsgo/kvsgo/internal/store"
 )
 
 func testSession() Session {
-	return Session{Kind: KindHLS, Stream: "porch", ARN: "arn:aws:kinesisvideo:us-east-1:000000000000:stream/porch/1", Mode: ModeLiveReplay,
+	return Session{Kind: KindHLS, Stream: "porch@1700000000000", Mode: ModeLiveReplay,
 		ProducerTime: true, Start: epoch, End: epoch.Add(time.Hour), TS: true, Discontinuity: DiscontinuityOnGap,
 		DisplayTimestamp: true, MaxResults: 7, Created: epoch, Expires: epoch.Add(300 * time.Second), Origin: 42}
 }
@@ -20,7 +22,7 @@ func TestSessionTokenRoundTrip(t *testing.T) {
 	if err != nil || id == "" {
 		t.Fatal(err)
 	}
-	if got.Stream != want.Stream || got.ARN != want.ARN || got.Mode != want.Mode || !got.ProducerTime || !got.TS ||
+	if got.Stream != want.Stream || got.Mode != want.Mode || !got.ProducerTime || !got.TS ||
 		!got.DisplayTimestamp || got.Discontinuity != want.Discontinuity || got.MaxResults != 7 || got.Origin != 42 ||
 		!got.Start.Equal(want.Start) || !got.End.Equal(want.End) || !got.Expires.Equal(want.Expires) || got.Kind != KindHLS {
 		t.Fatalf("round trip: %+v, want %+v", got, want)
@@ -41,6 +43,24 @@ func TestSessionTokenRefused(t *testing.T) {
 			t.Fatalf("a token with byte %d changed: %v", i, err)
 		}
 	}
+	// Every character changed, the last one's unused low bits included
+	// (tokens of every length modulo 4, so some have such bits).
+	for _, id := range []store.StreamID{"p@1", "po@1", "por@1", "porc@1"} {
+		sess := testSession()
+		sess.Stream = id
+		tok := s.Token(sess)
+		for i := range tok {
+			for _, c := range []byte("ABab09-_") {
+				if tok[i] == c {
+					continue
+				}
+				changed := tok[:i] + string(c) + tok[i+1:]
+				if _, _, err := s.Parse(changed, epoch); !errors.Is(err, ErrTokenInvalid) {
+					t.Fatalf("a token of length %d with character %d changed to %q: %v", len(tok), i, c, err)
+				}
+			}
+		}
+	}
 	if _, _, err := other.Parse(tok, epoch); !errors.Is(err, ErrTokenInvalid) {
 		t.Fatalf("another server's token: %v", err)
 	}
@@ -52,6 +72,13 @@ func TestSessionTokenRefused(t *testing.T) {
 			t.Fatalf("token %q: %v", bad, err)
 		}
 	}
+	// A token this server signed in version 1's format (stream name and
+	// ARN) is told apart from a forged one.
+	v1 := append([]byte{1}, raw[1:len(raw)-macSize]...)
+	v1 = append(v1, s.mac(v1)...)
+	if _, _, err := s.Parse(base64.RawURLEncoding.EncodeToString(v1), epoch); !errors.Is(err, ErrTokenVersion) {
+		t.Fatalf("a version 1 token: %v", err)
+	}
 }
 
 // FuzzSessionToken: whatever a client sends as a token, Parse refuses or
@@ -62,7 +89,8 @@ func FuzzSessionToken(f *testing.F) {
 	tok := s.Token(testSession())
 	raw, _ := base64.RawURLEncoding.DecodeString(tok)
 	f.Add(raw[:len(raw)-macSize])
-	f.Add([]byte{1, 1, 1, 0, 1, 5, 0, 0, 2, 2, 0, 1, 'a', 0})
+	f.Add([]byte{2, 1, 1, 0, 1, 5, 0, 0, 2, 2, 0, 1, 'a'})
+	f.Add([]byte{1, 1, 1, 0, 1, 5, 0, 0, 2, 2, 0, 1, 'a', 0}) // version 1
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, body []byte) {
 		_, _, _ = s.Parse(base64.RawURLEncoding.EncodeToString(body), epoch)
@@ -72,7 +100,7 @@ func FuzzSessionToken(f *testing.F) {
 			return
 		}
 		again, _, err := s.Parse(s.Token(sess), time.Unix(0, 0))
-		if err != nil || again.Stream != sess.Stream || again.ARN != sess.ARN || again.Origin != sess.Origin || !again.Expires.Equal(sess.Expires) {
+		if err != nil || again.Stream != sess.Stream || again.Origin != sess.Origin || !again.Expires.Equal(sess.Expires) {
 			t.Fatalf("a decoded session does not round-trip: %+v / %+v %v", sess, again, err)
 		}
 	})

@@ -5,19 +5,32 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"time"
 
 	"github.com/kvsgo/kvsgo/internal/store"
 )
 
-// Source is what playback reads from the store.
+// Source is what playback reads from the store (*store.Store). Streams are
+// named by identity: a session of a deleted stream reads nothing of one
+// created again under its name.
 type Source interface {
-	Scan(stream string, afterSeq uint64, fn func(store.Fragment) bool) error
-	Latest(stream string) (uint64, error)
-	Fragment(stream string, seq uint64) (store.Fragment, error)
-	ReadFragment(stream string, f store.Fragment) (header, body []byte, err error)
-	WaitAfter(ctx context.Context, stream string, afterSeq uint64) error
+	StreamByID(id store.StreamID) (store.Stream, error)
+	// RetentionCutoff is the server time (Unix ms) before which a
+	// stream's fragments have expired, swept yet or not.
+	RetentionCutoff(st store.Stream) int64
+	Scan(id store.StreamID, afterSeq uint64, fn func(store.Fragment) bool) error
+	// ScanByProducerTime walks fragments in producer-timestamp order from
+	// fromMS on, equal timestamps in ingest order.
+	ScanByProducerTime(id store.StreamID, fromMS int64, fn func(store.Fragment) bool) error
+	// FirstWithProducerTime is the first-ingested fragment with this
+	// producer timestamp: one index seek.
+	FirstWithProducerTime(id store.StreamID, producerMS int64) (seq uint64, ok bool, err error)
+	Latest(id store.StreamID) (uint64, error)
+	Fragment(id store.StreamID, seq uint64) (store.Fragment, error)
+	ReadFragment(id store.StreamID, f store.Fragment) (header, body []byte, err error)
+	WaitAfter(ctx context.Context, id store.StreamID, afterSeq uint64) error
 }
 
 // Entry is one fragment of a session's playlist.
@@ -56,6 +69,8 @@ var (
 	ErrNoFragments = errors.New("no fragments")
 	// ErrNotInSession: a fragment the session does not include.
 	ErrNotInSession = errors.New("the fragment is not part of this session")
+	// ErrExpired: a fragment older than the stream's retention period.
+	ErrExpired = errors.New("the fragment is older than the stream's retention period")
 	// ErrStreamGone: the session's stream was deleted (or deleted and
 	// created again: another stream of the same name).
 	ErrStreamGone = errors.New("the session's stream no longer exists")
@@ -102,7 +117,7 @@ type Sessions struct {
 }
 
 type headerKey struct {
-	stream  string
+	stream  store.StreamID
 	segment uint32
 	offset  int64
 }
@@ -128,7 +143,7 @@ func (m *Sessions) log() *slog.Logger {
 
 // Tracks returns the tracks of a fragment's stream header, parsed once per
 // header the store keeps.
-func (m *Sessions) Tracks(stream string, f store.Fragment) ([]*Track, error) {
+func (m *Sessions) Tracks(stream store.StreamID, f store.Fragment) ([]*Track, error) {
 	key := headerKey{stream, f.Segment, f.HeaderOff}
 	m.mu.Lock()
 	he, ok := m.headers[key]
@@ -174,7 +189,7 @@ func (m *Sessions) Prepare(sess *Session) error {
 		// no live session.
 		last := st.entries[len(st.entries)-1].Fragment
 		if m.now().Sub(time.UnixMilli(last.ServerMS+last.DurationMS)) > liveRecent {
-			return fmt.Errorf("%w: the newest fragment of %s ended %s ago", ErrNoFragments, sess.Stream,
+			return fmt.Errorf("%w: the newest fragment of %s ended %s ago", ErrNoFragments, sess.Stream.Name(),
 				m.now().Sub(time.UnixMilli(last.ServerMS+last.DurationMS)).Round(time.Second))
 		}
 	}
@@ -212,19 +227,105 @@ func (m *Sessions) liveOrigin(sess *Session) (uint64, error) {
 			break
 		}
 	}
-	if len(frags) == 0 {
-		return 0, ErrNoFragments
+	cutoff, err := m.cutoff(sess)
+	if err != nil {
+		return 0, err
 	}
 	var kept []store.Fragment
 	var newest int64
 	for _, f := range frags {
-		ts := sess.timestamp(f)
-		if len(kept) > 0 && ts <= newest {
+		if f.ServerMS < cutoff || (len(kept) > 0 && sess.timestamp(f) < newest) {
 			continue
 		}
-		kept, newest = append(kept, f), ts
+		dup, err := m.duplicate(sess.Stream, f, cutoff)
+		if err != nil {
+			return 0, streamErr(err)
+		}
+		if !dup {
+			kept, newest = append(kept, f), sess.timestamp(f)
+		}
+	}
+	if len(kept) == 0 {
+		return 0, ErrNoFragments
 	}
 	return kept[max(0, len(kept)-sess.MaxResults)].Seq, nil
+}
+
+// cutoff returns the session's stream's retention cutoff (server time, Unix
+// ms): fragments before it are not played even before the sweep removes
+// them. ErrStreamGone once the stream is deleted.
+func (m *Sessions) cutoff(sess *Session) (int64, error) {
+	rec, err := m.Source.StreamByID(sess.Stream)
+	if err != nil {
+		return 0, streamErr(err)
+	}
+	if rec.Status == store.StatusDeleting {
+		return 0, ErrStreamGone
+	}
+	return m.Source.RetentionCutoff(rec), nil
+}
+
+// streamErr turns the store's "no such stream" (the session's stream was
+// deleted: its identity is gone, whatever now has its name) into
+// ErrStreamGone.
+func streamErr(err error) error {
+	if errors.Is(err, store.ErrStreamNotFound) {
+		return ErrStreamGone
+	}
+	return err
+}
+
+// duplicate reports whether f repeats the producer timestamp of a fragment
+// ingested before it that has not expired. Playback keeps the first
+// ingested, as the service does ("only the oldest ingested collection of
+// fragments are returned"); the store keeps them all. The usual fragment,
+// the first with its timestamp, costs one index seek.
+func (m *Sessions) duplicate(id store.StreamID, f store.Fragment, cutoff int64) (bool, error) {
+	first, ok, err := m.Source.FirstWithProducerTime(id, f.ProducerMS)
+	if err != nil || !ok || first == f.Seq {
+		return false, err
+	}
+	// Equal timestamps: the earlier ones count while they have not expired.
+	dup := false
+	err = m.Source.ScanByProducerTime(id, f.ProducerMS, func(g store.Fragment) bool {
+		if g.ProducerMS != f.ProducerMS || g.Seq >= f.Seq {
+			return false
+		}
+		dup = g.ServerMS >= cutoff
+		return !dup
+	})
+	return dup, err
+}
+
+// rangeStart is where an ingest-order scan of a producer-time range may
+// begin: just before the first-ingested fragment whose producer timestamp
+// is in the range, found with the producer-time index, so that a range late
+// in a long stream does not cost a walk over all that came before it.
+func (m *Sessions) rangeStart(sess *Session) (uint64, error) {
+	from := sess.Start.UnixMilli()
+	if sess.Start.IsZero() || from < 0 {
+		return 0, nil // the index orders timestamps from 1970 on
+	}
+	end := int64(math.MaxInt64)
+	if !sess.End.IsZero() {
+		end = sess.End.UnixMilli()
+	}
+	// Fragments ingested after latest are scanned in ingest order anyway.
+	latest, err := m.Source.Latest(sess.Stream)
+	if err != nil {
+		return 0, err
+	}
+	first := latest + 1
+	err = m.Source.ScanByProducerTime(sess.Stream, from, func(f store.Fragment) bool {
+		if f.ProducerMS > end {
+			return false
+		}
+		if f.ProducerMS >= from {
+			first = min(first, f.Seq)
+		}
+		return true
+	})
+	return first - 1, err
 }
 
 // timestamp is a fragment's start by the session's clock, in ms.
@@ -240,12 +341,14 @@ type state struct {
 	mu       sync.Mutex
 	lastUsed time.Time
 
+	started bool   // scanned holds where the session's fragments begin
 	scanned uint64 // the last sequence number looked at
 	done    bool   // no more entries can come
 	count   uint64 // entries so far: the next MSN
 	dsn     uint64
-	newest  int64 // the newest start kept, ms
+	newest  int64 // the latest start kept, ms
 	prevEnd int64 // where the previous entry ended, ms
+	cutoff  int64 // the stream's retention cutoff when last advanced, ms
 	hdr     headerKey
 	tracks  []*Track
 	initSeq uint64
@@ -289,7 +392,7 @@ func (m *Sessions) WaitWindow(ctx context.Context, sess Session, id string, msn 
 			if ctx.Err() != nil {
 				return w, nil // the wait is over: the playlist as it is
 			}
-			return Window{}, err
+			return Window{}, streamErr(err) // deleted while waiting
 		}
 	}
 }
@@ -322,12 +425,18 @@ func (m *Sessions) state(id string) *state {
 }
 
 // advance reads the fragments that arrived since the state last looked and
-// applies the playlist rules: fragments in ingest order, only those in the
-// session's range, each later than the newest kept (which drops a fragment
-// sent twice with the same producer timestamp and keeps the first), a
-// discontinuity per the session's mode and wherever the codec
-// configuration changes.
+// applies the service's playlist rules: fragments in ingest order, only
+// those in the session's range and the stream's retention, none that
+// repeats the producer timestamp of one ingested before it (a producer's
+// resend: the first is kept), in LIVE and LIVE_REPLAY none older than the
+// newest shown, a discontinuity per the session's mode and wherever the
+// codec configuration changes.
 func (m *Sessions) advance(st *state, sess *Session, now time.Time) error {
+	cutoff, err := m.cutoff(sess)
+	if err != nil {
+		return err
+	}
+	st.cutoff = cutoff
 	if !st.done {
 		if err := m.scan(st, sess, now); err != nil {
 			return err
@@ -340,45 +449,75 @@ func (m *Sessions) advance(st *state, sess *Session, now time.Time) error {
 }
 
 func (m *Sessions) scan(st *state, sess *Session, now time.Time) error {
-	if st.scanned == 0 && sess.Mode == ModeLive && sess.Origin > 0 {
-		st.scanned = sess.Origin - 1
+	if !st.started {
+		switch {
+		case sess.Mode == ModeLive && sess.Origin > 0:
+			st.scanned = sess.Origin - 1
+		case sess.ProducerTime:
+			from, err := m.rangeStart(sess)
+			if err != nil {
+				return streamErr(err)
+			}
+			st.scanned = from
+		}
+		st.started = true
 	}
 	caughtUp := true
-	err := m.Source.Scan(sess.Stream, st.scanned, func(f store.Fragment) bool {
-		switch {
-		case sess.Mode == ModeOnDemand && st.count >= uint64(sess.MaxResults):
-			st.done = true
-			return false
-		case sess.Mode == ModeLiveReplay && len(st.entries)-st.released > replayAhead:
-			// Read ahead only as far as the replay clock needs.
-			caughtUp = false
-			return false
+	// Fragments are read a batch at a time and looked at outside the
+	// store's read transaction, which must not be held while the
+	// duplicate check opens another (bbolt can deadlock on that).
+	batch := make([]store.Fragment, 0, scanBatch)
+	for !st.done && caughtUp {
+		batch = batch[:0]
+		err := m.Source.Scan(sess.Stream, st.scanned, func(f store.Fragment) bool {
+			batch = append(batch, f)
+			return len(batch) < scanBatch
+		})
+		if err != nil {
+			return streamErr(err)
 		}
-		st.scanned = f.Seq
-		ts := sess.timestamp(f)
-		if !sess.Start.IsZero() && ts < sess.Start.UnixMilli() {
-			return true
+		if len(batch) == 0 {
+			break
 		}
-		if !sess.End.IsZero() && ts > sess.End.UnixMilli() {
-			if !sess.ProducerTime {
-				st.done = true // server timestamps only grow
-				return false
+		for _, f := range batch {
+			if done, ahead := st.enough(sess); done || ahead {
+				st.done, caughtUp = done, !ahead
+				break
 			}
-			return true
+			st.scanned = f.Seq
+			ts := sess.timestamp(f)
+			if !sess.Start.IsZero() && ts < sess.Start.UnixMilli() {
+				continue
+			}
+			if !sess.End.IsZero() && ts > sess.End.UnixMilli() {
+				if !sess.ProducerTime {
+					st.done = true // server timestamps only grow
+					break
+				}
+				continue
+			}
+			if f.ServerMS < st.cutoff {
+				continue // expired; the sweep has not removed it yet
+			}
+			if sess.Mode != ModeOnDemand && st.count > 0 && ts < st.newest {
+				// LIVE and LIVE_REPLAY never add a fragment older than the
+				// newest they show: a gap it would fill stays a gap.
+				continue
+			}
+			dup, err := m.duplicate(sess.Stream, f, st.cutoff)
+			if err != nil {
+				return streamErr(err)
+			}
+			if dup {
+				continue
+			}
+			if err := m.add(st, sess, f, ts); err != nil {
+				m.log().Warn("playback leaves out a fragment", "stream", sess.Stream.Name(), "fragment", f.Number(), "error", err)
+			}
 		}
-		if st.count > 0 && ts <= st.newest {
-			return true // a duplicate, or older than what is shown
+		if len(batch) < scanBatch {
+			break // the last one the store had
 		}
-		if err := m.add(st, sess, f, ts); err != nil {
-			m.log().Warn("playback leaves out a fragment", "stream", sess.Stream, "fragment", f.Number(), "error", err)
-		}
-		return true
-	})
-	if errors.Is(err, store.ErrStreamNotFound) {
-		return ErrStreamGone
-	}
-	if err != nil {
-		return err
 	}
 	switch sess.Mode {
 	case ModeOnDemand:
@@ -389,6 +528,19 @@ func (m *Sessions) scan(st *state, sess *Session, now time.Time) error {
 		}
 	}
 	return nil
+}
+
+// enough says whether a scan has what it needs: an ON_DEMAND playlist is
+// full (done), or LIVE_REPLAY has read as far ahead of its clock as it
+// needs (ahead).
+func (st *state) enough(sess *Session) (done, ahead bool) {
+	switch {
+	case sess.Mode == ModeOnDemand && st.count >= uint64(sess.MaxResults):
+		return true, false
+	case sess.Mode == ModeLiveReplay && len(st.entries)-st.released > replayAhead:
+		return false, true
+	}
+	return false, false
 }
 
 // add appends an entry.
@@ -428,8 +580,11 @@ func (m *Sessions) add(st *state, sess *Session, f store.Fragment, ts int64) err
 	e := Entry{Fragment: f, MSN: st.count, Start: time.UnixMilli(ts).UTC(), Duration: dur,
 		Discontinuity: disc, DSN: st.dsn, Init: st.initSeq}
 	st.entries = append(st.entries, e)
+	if st.count == 0 || ts > st.newest {
+		st.newest = ts
+	}
 	st.count++
-	st.newest, st.prevEnd = ts, ts+f.DurationMS
+	st.prevEnd = ts + f.DurationMS
 	// LIVE keeps what its window shows; LIVE_REPLAY trims as its clock
 	// moves (release); ON_DEMAND keeps at most MaxResults anyway.
 	if sess.Mode == ModeLive && len(st.entries) > sess.MaxResults {
@@ -471,7 +626,13 @@ func (st *state) window(sess *Session) Window {
 	if len(shown) > sess.MaxResults {
 		shown = shown[len(shown)-sess.MaxResults:]
 	}
-	w.Entries = append([]Entry(nil), shown...)
+	// Fragments that expired since they were added are no longer played.
+	w.Entries = make([]Entry, 0, len(shown))
+	for _, e := range shown {
+		if e.Fragment.ServerMS >= st.cutoff {
+			w.Entries = append(w.Entries, e)
+		}
+	}
 	// Each EXTINF, rounded to the nearest second, must not exceed the
 	// target; the target may not shrink while a session plays.
 	for _, e := range w.Entries {
@@ -482,19 +643,23 @@ func (st *state) window(sess *Session) Window {
 }
 
 // Fragment returns a fragment a session's player asks for by number, if
-// the session includes it: of its stream, and in its range (a LIVE session
-// includes what arrived from its first fragment on).
+// the session includes it: of its stream, in its range (a LIVE session
+// includes what arrived from its first fragment on), and not expired.
 func (m *Sessions) Fragment(sess Session, number string) (store.Fragment, error) {
 	seq, err := store.ParseFragmentNumber(number)
 	if err != nil {
 		return store.Fragment{}, fmt.Errorf("%w: %s", ErrNotInSession, number)
 	}
-	f, err := m.Source.Fragment(sess.Stream, seq)
-	if errors.Is(err, store.ErrStreamNotFound) {
-		return f, ErrStreamGone
-	}
+	cutoff, err := m.cutoff(&sess)
 	if err != nil {
-		return f, err
+		return store.Fragment{}, err
+	}
+	f, err := m.Source.Fragment(sess.Stream, seq)
+	if err != nil {
+		return f, streamErr(err)
+	}
+	if f.ServerMS < cutoff {
+		return f, fmt.Errorf("%w: %s", ErrExpired, number)
 	}
 	ts := sess.timestamp(f)
 	if (sess.Mode == ModeLive && seq < sess.Origin) ||
@@ -506,7 +671,7 @@ func (m *Sessions) Fragment(sess Session, number string) (store.Fragment, error)
 }
 
 // Load reads and parses a fragment.
-func (m *Sessions) Load(stream string, f store.Fragment) (*Fragment, error) {
+func (m *Sessions) Load(stream store.StreamID, f store.Fragment) (*Fragment, error) {
 	header, body, err := m.Source.ReadFragment(stream, f)
 	if err != nil {
 		return nil, err

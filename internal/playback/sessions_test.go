@@ -1,7 +1,10 @@
 package playback
 
 import (
+	"cmp"
 	"context"
+	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -13,9 +16,13 @@ import (
 )
 
 // fakeStore is an in-memory Source: fragments of one stream, in ingest
-// order, with duplicates allowed (ingest no longer drops them).
+// order, with duplicates allowed (ingest no longer drops them). The real
+// store's behaviour behind the same interface is tested in store_test.go.
 type fakeStore struct {
 	mu      sync.Mutex
+	cutoff  int64 // the retention cutoff, server time in ms
+	gone    bool  // the stream was deleted
+	visited int   // fragments Scan has handed out
 	frags   []store.Fragment
 	headers map[uint32][]byte // by Segment
 	body    []byte
@@ -37,31 +44,87 @@ func newFakeStore(t testing.TB) *fakeStore {
 }
 
 // add appends a fragment with a producer timestamp (ms after epoch) and
-// a duration; segment picks its stream header.
+// a duration, received 100 ms after its producer time; segment picks its
+// stream header.
 func (s *fakeStore) add(producerMS, durMS int64, segment uint32) store.Fragment {
+	return s.addAt(producerMS, producerMS+100, durMS, segment)
+}
+
+// addAt appends a fragment received at serverMS (ms after epoch).
+func (s *fakeStore) addAt(producerMS, serverMS, durMS int64, segment uint32) store.Fragment {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	f := store.Fragment{Seq: uint64(len(s.frags)+1) * 2, ProducerMS: epoch.UnixMilli() + producerMS,
-		ServerMS: epoch.UnixMilli() + producerMS + 100, DurationMS: durMS, Segment: segment, BodyLen: 1000}
+		ServerMS: epoch.UnixMilli() + serverMS, DurationMS: durMS, Segment: segment, BodyLen: 1000}
 	s.frags = append(s.frags, f)
 	close(s.changed)
 	s.changed = make(chan struct{})
 	return f
 }
 
-func (s *fakeStore) Scan(_ string, after uint64, fn func(store.Fragment) bool) error {
+func (s *fakeStore) StreamByID(id store.StreamID) (store.Stream, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gone {
+		return store.Stream{}, store.ErrStreamNotFound
+	}
+	return store.Stream{ID: id, Name: id.Name(), Status: store.StatusActive, RetentionHours: 24}, nil
+}
+
+func (s *fakeStore) RetentionCutoff(store.Stream) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cutoff
+}
+
+// ScanByProducerTime: by producer timestamp, equal ones in ingest order.
+func (s *fakeStore) ScanByProducerTime(_ store.StreamID, fromMS int64, fn func(store.Fragment) bool) error {
 	s.mu.Lock()
 	frags := append([]store.Fragment(nil), s.frags...)
 	s.mu.Unlock()
+	slices.SortStableFunc(frags, func(a, b store.Fragment) int { return cmp.Compare(a.ProducerMS, b.ProducerMS) })
 	for _, f := range frags {
-		if f.Seq > after && !fn(f) {
+		if f.ProducerMS >= fromMS && !fn(f) {
 			break
 		}
 	}
 	return nil
 }
 
-func (s *fakeStore) Latest(string) (uint64, error) {
+func (s *fakeStore) FirstWithProducerTime(_ store.StreamID, producerMS int64) (uint64, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, f := range s.frags {
+		if f.ProducerMS == producerMS {
+			return f.Seq, true, nil
+		}
+	}
+	return 0, false, nil
+}
+
+func (s *fakeStore) Scan(_ store.StreamID, after uint64, fn func(store.Fragment) bool) error {
+	s.mu.Lock()
+	frags := append([]store.Fragment(nil), s.frags...)
+	gone := s.gone
+	s.mu.Unlock()
+	if gone {
+		return store.ErrStreamNotFound
+	}
+	for _, f := range frags {
+		if f.Seq <= after {
+			continue
+		}
+		s.mu.Lock()
+		s.visited++
+		s.mu.Unlock()
+		if !fn(f) {
+			break
+		}
+	}
+	return nil
+}
+
+func (s *fakeStore) Latest(store.StreamID) (uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.frags) == 0 {
@@ -70,9 +133,12 @@ func (s *fakeStore) Latest(string) (uint64, error) {
 	return s.frags[len(s.frags)-1].Seq, nil
 }
 
-func (s *fakeStore) Fragment(_ string, seq uint64) (store.Fragment, error) {
+func (s *fakeStore) Fragment(_ store.StreamID, seq uint64) (store.Fragment, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.gone {
+		return store.Fragment{}, store.ErrStreamNotFound
+	}
 	for _, f := range s.frags {
 		if f.Seq == seq {
 			return f, nil
@@ -81,11 +147,11 @@ func (s *fakeStore) Fragment(_ string, seq uint64) (store.Fragment, error) {
 	return store.Fragment{}, store.ErrFragmentNotFound
 }
 
-func (s *fakeStore) ReadFragment(_ string, f store.Fragment) ([]byte, []byte, error) {
+func (s *fakeStore) ReadFragment(_ store.StreamID, f store.Fragment) ([]byte, []byte, error) {
 	return s.headers[f.Segment], s.body, nil
 }
 
-func (s *fakeStore) WaitAfter(ctx context.Context, name string, after uint64) error {
+func (s *fakeStore) WaitAfter(ctx context.Context, name store.StreamID, after uint64) error {
 	s.mu.Lock()
 	ch := s.changed
 	s.mu.Unlock()
@@ -155,8 +221,9 @@ func starts(w Window) []int64 {
 
 // TestPlaylistDropsDuplicatesKeepsFirst: a fragment sent again with the
 // same producer timestamp (a producer's resend after a reconnect) is
-// played once, the first ingested; one older than what is shown is left
-// out, as the service does.
+// played once, the first ingested. A late fragment older than the newest
+// shown is left out of LIVE and LIVE_REPLAY playlists and kept in
+// ON_DEMAND ones (in ingest order), as the service documents.
 func TestPlaylistDropsDuplicatesKeepsFirst(t *testing.T) {
 	fs := newFakeStore(t)
 	c := &clock{t: epoch.Add(10 * time.Second)}
@@ -166,29 +233,172 @@ func TestPlaylistDropsDuplicatesKeepsFirst(t *testing.T) {
 	fs.add(3000, 1000, 1)
 	fs.add(2000, 1000, 1) // late and older than the newest shown
 	m := newSessions(t, fs, c)
-	sess, id := open(t, m, Session{Mode: ModeOnDemand, ProducerTime: true, Start: epoch, End: epoch.Add(time.Minute),
-		MaxResults: 100, Discontinuity: DiscontinuityNever})
+	for _, tc := range []struct {
+		mode Mode
+		want []int64
+	}{
+		{ModeLive, []int64{0, 1000, 3000}},
+		{ModeOnDemand, []int64{0, 1000, 3000, 2000}},
+		{ModeLiveReplay, []int64{0, 1000, 3000}},
+	} {
+		sess := Session{Mode: tc.mode, ProducerTime: true, MaxResults: 100, Discontinuity: DiscontinuityNever}
+		if tc.mode != ModeLive {
+			sess.Start, sess.End = epoch, epoch.Add(time.Minute)
+		}
+		sess, id := open(t, m, sess)
+		// LIVE_REPLAY shows fragments as its clock reaches them.
+		c.advance(time.Minute)
+		w, err := m.Window(sess, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := starts(w); !slices.Equal(got, tc.want) {
+			t.Fatalf("%s: playlist starts %v, want %v", tc.mode, got, tc.want)
+		}
+		if w.Entries[0].Fragment.Seq != first.Seq || w.Entries[1].Fragment.Seq != second.Seq {
+			t.Fatalf("%s: the duplicate kept is %d, want the first ingested %d", tc.mode, w.Entries[1].Fragment.Seq, second.Seq)
+		}
+		for i, e := range w.Entries {
+			if e.MSN != uint64(i) {
+				t.Fatalf("%s: entry %d has media sequence number %d", tc.mode, i, e.MSN)
+			}
+		}
+		if w.Ended != (tc.mode != ModeLive) {
+			t.Fatalf("%s: playlist ended %v", tc.mode, w.Ended)
+		}
+	}
+	clip, err := m.ClipFragments("s", true, epoch, epoch.Add(time.Minute))
+	if err != nil || len(clip) != 4 || clip[1].Seq != second.Seq {
+		t.Fatalf("clip fragments %v %v", clip, err)
+	}
+}
+
+// TestServerTimeSessionsDropResends: a resend has its own server timestamp
+// but the producer's: sessions that select by server time drop it too.
+func TestServerTimeSessionsDropResends(t *testing.T) {
+	fs := newFakeStore(t)
+	c := &clock{t: epoch.Add(time.Minute)}
+	fs.add(0, 1000, 1)
+	orig := fs.add(1000, 1000, 1)
+	resend := fs.addAt(1000, 5000, 1000, 1) // stored again 4 s later
+	fs.add(2000, 1000, 1)
+	m := newSessions(t, fs, c)
+	sess, id := open(t, m, Session{Mode: ModeOnDemand, Start: epoch, End: epoch.Add(30 * time.Second),
+		MaxResults: 100, Discontinuity: DiscontinuityAlways})
 	w, err := m.Window(sess, id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := starts(w); len(got) != 3 || got[0] != 0 || got[1] != 1000 || got[2] != 3000 {
-		t.Fatalf("playlist starts %v, want [0 1000 3000]", got)
-	}
-	if w.Entries[0].Fragment.Seq != first.Seq || w.Entries[1].Fragment.Seq != second.Seq {
-		t.Fatalf("the duplicate kept is %d, want the first ingested %d", w.Entries[1].Fragment.Seq, second.Seq)
-	}
-	for i, e := range w.Entries {
-		if e.MSN != uint64(i) {
-			t.Fatalf("entry %d has media sequence number %d", i, e.MSN)
+	for _, e := range w.Entries {
+		if e.Fragment.Seq == resend.Seq {
+			t.Fatalf("the resend %d is in the playlist %v", resend.Seq, starts(w))
 		}
 	}
-	if !w.Ended {
-		t.Fatal("an ON_DEMAND playlist must end")
+	if len(w.Entries) != 3 || w.Entries[1].Fragment.Seq != orig.Seq {
+		t.Fatalf("playlist %v, want the three fragments with the first of the pair", starts(w))
 	}
-	clip, err := m.ClipFragments("s", true, epoch, epoch.Add(time.Minute))
-	if err != nil || len(clip) != 3 || clip[1].Seq != second.Seq {
-		t.Fatalf("clip fragments %v %v", clip, err)
+}
+
+// TestExpiredFragmentsNotPlayed: fragments older than the stream's
+// retention are left out of new playlists, dropped from ones computed
+// before they expired, and refused as segments, swept yet or not; a
+// duplicate whose first copy has expired plays, as it will once the sweep
+// has removed the first.
+func TestExpiredFragmentsNotPlayed(t *testing.T) {
+	fs := newFakeStore(t)
+	c := &clock{t: epoch.Add(time.Minute)}
+	old := fs.add(0, 1000, 1)
+	fs.add(1000, 1000, 1)
+	fs.add(2000, 1000, 1)
+	m := newSessions(t, fs, c)
+	sess, id := open(t, m, Session{Mode: ModeOnDemand, ProducerTime: true, Start: epoch, End: epoch.Add(time.Minute),
+		MaxResults: 100, Discontinuity: DiscontinuityNever})
+	if w, _ := m.Window(sess, id); len(w.Entries) != 3 {
+		t.Fatalf("before expiry: %v", starts(w))
+	}
+	fs.mu.Lock()
+	fs.cutoff = old.ServerMS + 1 // the first fragment expires
+	fs.mu.Unlock()
+	w, err := m.Window(sess, id)
+	if err != nil || !slices.Equal(starts(w), []int64{1000, 2000}) || w.Entries[0].MSN != 1 {
+		t.Fatalf("after expiry the playlist is %v (first MSN %d), %v; want [1000 2000] from MSN 1", starts(w), w.Entries[0].MSN, err)
+	}
+	if _, err := m.Fragment(sess, old.Number()); !errors.Is(err, ErrExpired) {
+		t.Fatalf("an expired fragment's segment: %v", err)
+	}
+	c.advance(time.Millisecond) // another session, not the cached one
+	fresh, freshID := open(t, m, Session{Mode: ModeOnDemand, ProducerTime: true, Start: epoch, End: epoch.Add(time.Minute),
+		MaxResults: 100, Discontinuity: DiscontinuityNever})
+	if w, _ := m.Window(fresh, freshID); !slices.Equal(starts(w), []int64{1000, 2000}) || w.Entries[0].MSN != 0 {
+		t.Fatalf("a new session's playlist is %v", starts(w))
+	}
+	again := fs.addAt(0, 3000, 1000, 1) // the expired one's timestamp again
+	if dup, err := m.duplicate("s", again, old.ServerMS+1); err != nil || dup {
+		t.Fatalf("a repeat of an expired fragment's timestamp counts as a duplicate (%v)", err)
+	}
+	if dup, err := m.duplicate("s", again, 0); err != nil || !dup {
+		t.Fatalf("a repeat of a live fragment's timestamp does not count as a duplicate (%v)", err)
+	}
+}
+
+// TestSessionOfDeletedStream: once the stream is deleted, every read of a
+// session says so, whatever the session had cached.
+func TestSessionOfDeletedStream(t *testing.T) {
+	fs := newFakeStore(t)
+	c := &clock{t: epoch.Add(time.Minute)}
+	f := fs.add(0, 1000, 1)
+	m := newSessions(t, fs, c)
+	sess, id := open(t, m, Session{Mode: ModeOnDemand, ProducerTime: true, Start: epoch, End: epoch.Add(time.Minute),
+		MaxResults: 100, Discontinuity: DiscontinuityNever})
+	if _, err := m.Window(sess, id); err != nil {
+		t.Fatal(err)
+	}
+	fs.mu.Lock()
+	fs.gone = true
+	fs.mu.Unlock()
+	if _, err := m.Window(sess, id); !errors.Is(err, ErrStreamGone) {
+		t.Fatalf("the cached playlist of a deleted stream: %v", err)
+	}
+	if _, err := m.Fragment(sess, f.Number()); !errors.Is(err, ErrStreamGone) {
+		t.Fatalf("a segment of a deleted stream: %v", err)
+	}
+	if _, err := m.ClipFragments("s", true, epoch, epoch.Add(time.Minute)); !errors.Is(err, ErrStreamGone) {
+		t.Fatalf("a clip of a deleted stream: %v", err)
+	}
+}
+
+// TestProducerRangeStartsAtItsFirstFragment: a producer-time range late in
+// a long stream is found with the producer-time index: the ingest-order
+// walk starts at the range's first-ingested fragment, and the playlist is
+// the one a walk from the beginning gives.
+func TestProducerRangeStartsAtItsFirstFragment(t *testing.T) {
+	fs := newFakeStore(t)
+	c := &clock{t: epoch.Add(time.Hour)}
+	for i := range 500 {
+		fs.add(int64(i)*1000, 1000, 1)
+	}
+	late := fs.add(200_500, 1000, 1) // in the range, ingested last
+	m := newSessions(t, fs, c)
+	fs.mu.Lock()
+	fs.visited = 0
+	fs.mu.Unlock()
+	sess, id := open(t, m, Session{Mode: ModeOnDemand, ProducerTime: true, Start: epoch.Add(200 * time.Second),
+		End: epoch.Add(210 * time.Second), MaxResults: 100, Discontinuity: DiscontinuityNever})
+	w, err := m.Window(sess, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []int64{200_000, 201_000, 202_000, 203_000, 204_000, 205_000, 206_000, 207_000, 208_000, 209_000, 210_000, 200_500}
+	if !slices.Equal(starts(w), want) || w.Entries[len(w.Entries)-1].Fragment.Seq != late.Seq {
+		t.Fatalf("playlist %v, want %v", starts(w), want)
+	}
+	fs.mu.Lock()
+	visited := fs.visited
+	fs.mu.Unlock()
+	// Prepare and Window each walk from the range's first fragment to the
+	// end of the stream: 301 fragments each, not the 200 before it.
+	if visited > 2*302 {
+		t.Fatalf("the ingest-order walk looked at %d fragments; the range starts 200 fragments in", visited)
 	}
 }
 

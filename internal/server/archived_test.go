@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,8 +70,15 @@ func TestArchivedMediaWithAWSCLI(t *testing.T) {
 	if len(byServer.Fragments) != 12 {
 		t.Fatalf("server range: %d fragments, want 12", len(byServer.Fragments))
 	}
-	if none := list("--fragment-selector", "FragmentSelectorType=SERVER_TIMESTAMP,TimestampRange={StartTimestamp=1000,EndTimestamp=2000}"); len(none.Fragments) != 0 {
+	if none := list("--fragment-selector", fmt.Sprintf("FragmentSelectorType=SERVER_TIMESTAMP,TimestampRange={StartTimestamp=%d,EndTimestamp=%d}",
+		before.Add(-time.Hour).Unix(), before.Add(-time.Minute).Unix())); len(none.Fragments) != 0 {
 		t.Fatalf("empty range: %d fragments", len(none.Fragments))
+	}
+	// A range older than the stream's retention is an error, as the service's.
+	if _, code, stderr := ts.aws(t, "kinesis-video-archived-media", "list-fragments", "--stream-name", "capture", "--fragment-selector",
+		"FragmentSelectorType=SERVER_TIMESTAMP,TimestampRange={StartTimestamp=1000,EndTimestamp=2000}"); code == 0 ||
+		!strings.Contains(stderr, "(InvalidArgumentException)") || !strings.Contains(stderr, "outside of the stream retention period") {
+		t.Fatalf("range older than retention: exit %d %s", code, stderr)
 	}
 	// Paging with NextToken gives the same fragments.
 	var paged []string
@@ -97,14 +105,15 @@ func TestArchivedMediaWithAWSCLI(t *testing.T) {
 		t.Fatalf("%d chunks, %d frames, numbers %v", streams, len(gotFrames), tags["AWS_KINESISVIDEO_FRAGMENT_NUMBER"])
 	}
 	if _, code, stderr := ts.aws(t, "kinesis-video-archived-media", "get-media-for-fragment-list", out, "--stream-name", "capture",
-		"--fragments", "91343852333000000000000000000000000000099999"); code == 0 || !bytes.Contains([]byte(stderr), []byte("ResourceNotFoundException")) {
+		"--fragments", "91343852333000000000000000000000000000099999"); code == 0 || !bytes.Contains([]byte(stderr), []byte("(InvalidArgumentException)")) {
 		t.Fatalf("unknown fragment: exit %d %s", code, stderr)
 	}
 
-	// GetMedia from a fragment number and from a producer timestamp.
+	// GetMedia after a fragment number ("the chunk after a specific
+	// fragment") and from a producer timestamp.
 	fromFour := mustGetMedia(t, ts, "capture", `{"StartSelectorType":"FRAGMENT_NUMBER","AfterFragmentNumber":"`+all.Fragments[4].FragmentNumber+`"}`)
-	if _, _, n := frames(t, fromFour); n != 8 {
-		t.Fatalf("GetMedia from fragment 4: %d fragments, want 8", n)
+	if _, tags, n := frames(t, fromFour); n != 7 || tags["AWS_KINESISVIDEO_FRAGMENT_NUMBER"][0] != all.Fragments[5].FragmentNumber {
+		t.Fatalf("GetMedia after fragment 4: %d fragments, want 7 from fragment 5", n)
 	}
 	fromTime := mustGetMedia(t, ts, "capture", fmt.Sprintf(`{"StartSelectorType":"PRODUCER_TIMESTAMP","StartTimestamp":%.3f}`, all.Fragments[10].ProducerTimestamp+0.1))
 	if _, _, n := frames(t, fromTime); n != 2 {

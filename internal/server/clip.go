@@ -38,7 +38,7 @@ func (s *Server) getClip(req *request) error {
 	case !producer && end.After(s.cfg.Now()):
 		return invalidArgument("With SERVER_TIMESTAMP, EndTimestamp must be in the past.")
 	}
-	st, err := s.resolve(in.streamRef)
+	st, err := s.resolveActive(in.streamRef)
 	if err != nil {
 		return err
 	}
@@ -46,15 +46,15 @@ func (s *Server) getClip(req *request) error {
 		return errorf(http.StatusBadRequest, "NoDataRetentionException",
 			"Stream %s keeps no data (DataRetentionInHours is 0), so it has no clips. Give it a retention period with update-data-retention.", st.Name)
 	}
-	sess := playback.Session{Stream: st.Name, ARN: st.ARN, Mode: playback.ModeOnDemand, ProducerTime: producer, Start: start, End: end}
-	frags, err := s.playback.ClipFragments(st.Name, producer, start, end)
+	sess := playback.Session{Stream: st.ID, Mode: playback.ModeOnDemand, ProducerTime: producer, Start: start, End: end}
+	frags, err := s.playback.ClipFragments(st.ID, producer, start, end)
 	if err != nil {
 		return playbackError(err, sess)
 	}
 	parsed := make([]*playback.Fragment, len(frags))
 	places := make([]playback.Placement, len(frags))
 	for i, f := range frags {
-		if parsed[i], err = s.playback.Load(st.Name, f); err != nil {
+		if parsed[i], err = s.playback.Load(st.ID, f); err != nil {
 			return playbackError(err, sess)
 		}
 		places[i] = sess.Placement(f)

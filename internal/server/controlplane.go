@@ -14,7 +14,21 @@ type streamRef struct {
 	StreamARN  string `json:"StreamARN"`
 }
 
-// resolve finds the stream a request names.
+// resolveActive finds the stream a data-plane request (or GetDataEndpoint)
+// names; one being created or deleted is "not found or not active", as the
+// service answers. An UPDATING stream goes on working.
+func (s *Server) resolveActive(ref streamRef) (store.Stream, error) {
+	st, err := s.resolve(ref)
+	if err != nil {
+		return st, err
+	}
+	if st.Status != store.StatusActive && st.Status != store.StatusUpdating {
+		return store.Stream{}, notActive()
+	}
+	return st, nil
+}
+
+// resolve finds the stream a request names, in whatever status.
 func (s *Server) resolve(ref streamRef) (store.Stream, error) {
 	switch {
 	case ref.StreamName != "" && ref.StreamARN != "":
@@ -79,6 +93,9 @@ func (s *Server) createStream(req *request) (any, error) {
 	if len(in.Tags) > maxTags {
 		return nil, errorf(400, "TagsPerResourceExceededLimitException", "A stream can have at most %d tags.", maxTags)
 	}
+	if err := checkTags(in.Tags); err != nil {
+		return nil, err
+	}
 	retention := 0
 	if in.DataRetentionInHours != nil {
 		retention = *in.DataRetentionInHours
@@ -108,7 +125,7 @@ func (s *Server) describeStream(req *request) (any, error) {
 
 func (s *Server) listStreams(req *request) (any, error) {
 	var in struct {
-		MaxResults          int    `json:"MaxResults"`
+		MaxResults          *int   `json:"MaxResults"`
 		NextToken           string `json:"NextToken"`
 		StreamNameCondition *struct {
 			ComparisonOperator string `json:"ComparisonOperator"`
@@ -118,11 +135,12 @@ func (s *Server) listStreams(req *request) (any, error) {
 	if err := decodeJSON(req.body, &in); err != nil {
 		return nil, err
 	}
-	if in.MaxResults == 0 {
-		in.MaxResults = 10000
+	maxResults := 10000
+	if in.MaxResults != nil {
+		maxResults = *in.MaxResults
 	}
-	if in.MaxResults < 1 || in.MaxResults > 10000 {
-		return nil, invalidArgument("MaxResults must be between 1 and 10000.")
+	if maxResults < 1 || maxResults > 10000 {
+		return nil, invalidArgument("MaxResults must be between 1 and 10000, not %d.", maxResults)
 	}
 	prefix := ""
 	if c := in.StreamNameCondition; c != nil {
@@ -139,7 +157,7 @@ func (s *Server) listStreams(req *request) (any, error) {
 		}
 		after = string(b)
 	}
-	list, more, err := s.store.ListStreams(prefix, after, in.MaxResults)
+	list, more, err := s.store.ListStreams(prefix, after, maxResults)
 	if err != nil {
 		return nil, err
 	}
@@ -171,7 +189,7 @@ func (s *Server) deleteStream(req *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.store.DeleteStream(st.Name, in.CurrentVersion); err != nil {
+	if err := s.store.DeleteStream(st.ID, in.CurrentVersion); err != nil {
 		return nil, err
 	}
 	return struct{}{}, nil
@@ -197,7 +215,7 @@ func (s *Server) updateStream(req *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, err = s.store.UpdateStream(st.Name, in.CurrentVersion, func(st *store.Stream) error {
+	_, err = s.store.UpdateStream(st.ID, in.CurrentVersion, func(st *store.Stream) error {
 		if in.DeviceName != "" {
 			st.DeviceName = in.DeviceName
 		}
@@ -235,7 +253,7 @@ func (s *Server) updateDataRetention(req *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, err = s.store.UpdateStream(st.Name, in.CurrentVersion, func(st *store.Stream) error {
+	_, err = s.store.UpdateStream(st.ID, in.CurrentVersion, func(st *store.Stream) error {
 		n := st.RetentionHours + sign*in.DataRetentionChangeInHours
 		if n < 0 || n > 87600 {
 			return invalidArgument("Retention would become %d hours; it must stay between 0 and 87600.", n)
@@ -260,8 +278,12 @@ func (s *Server) getDataEndpoint(req *request) (any, error) {
 	if !slices.Contains(apiNames, in.APIName) {
 		return nil, invalidArgument("APIName %q is not one of %v.", in.APIName, apiNames)
 	}
-	if _, err := s.resolve(in.streamRef); err != nil {
+	st, err := s.resolveActive(in.streamRef)
+	if err != nil {
 		return nil, err
+	}
+	if ae := s.allow("GetDataEndpoint", st.ID, getDataEndpointTPS); ae != nil {
+		return nil, ae
 	}
 	return map[string]string{"DataEndpoint": s.baseURL(req.r)}, nil
 }
@@ -277,11 +299,14 @@ func (s *Server) tagStream(req *request) (any, error) {
 	if len(in.Tags) == 0 {
 		return nil, invalidArgument("Tags is required.")
 	}
-	st, err := s.resolve(in.streamRef)
+	if err := checkTags(in.Tags); err != nil {
+		return nil, err
+	}
+	st, err := s.resolveTaggable(in.streamRef)
 	if err != nil {
 		return nil, err
 	}
-	return struct{}{}, s.store.TagStream(st.Name, in.Tags, maxTags)
+	return struct{}{}, s.store.TagStream(st.ID, in.Tags, maxTags)
 }
 
 func (s *Server) untagStream(req *request) (any, error) {
@@ -292,14 +317,14 @@ func (s *Server) untagStream(req *request) (any, error) {
 	if err := decodeJSON(req.body, &in); err != nil {
 		return nil, err
 	}
-	if len(in.TagKeyList) == 0 {
-		return nil, invalidArgument("TagKeyList is required.")
+	if err := checkTagKeys(in.TagKeyList); err != nil {
+		return nil, err
 	}
-	st, err := s.resolve(in.streamRef)
+	st, err := s.resolveTaggable(in.streamRef)
 	if err != nil {
 		return nil, err
 	}
-	return struct{}{}, s.store.UntagStream(st.Name, in.TagKeyList)
+	return struct{}{}, s.store.UntagStream(st.ID, in.TagKeyList)
 }
 
 func (s *Server) listTagsForStream(req *request) (any, error) {
@@ -310,13 +335,9 @@ func (s *Server) listTagsForStream(req *request) (any, error) {
 	if err := decodeJSON(req.body, &in); err != nil {
 		return nil, err
 	}
-	st, err := s.resolve(in.streamRef)
+	st, err := s.resolveTaggable(in.streamRef)
 	if err != nil {
 		return nil, err
 	}
-	tags := st.Tags
-	if tags == nil {
-		tags = map[string]string{}
-	}
-	return map[string]any{"Tags": tags}, nil
+	return map[string]any{"Tags": tagsOf(st)}, nil
 }

@@ -39,6 +39,6 @@ func (s *Server) getDASHStreamingSessionURL(req *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.log.Info("DASH session", "stream", sess.Stream, "mode", sess.Mode, "expires", sess.Expires.Format(time.RFC3339))
+	s.log.Info("DASH session", "stream", sess.Stream.Name(), "mode", sess.Mode, "expires", sess.Expires.Format(time.RFC3339))
 	return map[string]string{"DASHStreamingSessionURL": s.baseURL(req.r) + playback.DASHPath + playback.DASHManifest + "?SessionToken=" + token}, nil
 }

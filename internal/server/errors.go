@@ -10,8 +10,9 @@ import (
 	"github.com/kvsgo/kvsgo/internal/store"
 )
 
-// apiError is an error in the shape AWS services return: a status, the
-// X-Amzn-ErrorType header and {"message": …}.
+// apiError is an error in the shape the service returns: a status, the
+// X-Amzn-ErrorType header ("Name:namespace", as the service sends it; every
+// SDK keeps the part before the colon) and {"Message": …}.
 type apiError struct {
 	Status  int
 	Type    string
@@ -32,6 +33,23 @@ func notFound(format string, args ...any) *apiError {
 	return errorf(http.StatusNotFound, "ResourceNotFoundException", format, args...)
 }
 
+// notActive is the service's answer for a stream that is missing or not
+// ACTIVE (being created or deleted).
+func notActive() *apiError {
+	return notFound("The requested stream is not found or not active.")
+}
+
+// throttled is ClientLimitExceededException, the service's throttling error.
+func throttled(format string, args ...any) *apiError {
+	return errorf(http.StatusBadRequest, "ClientLimitExceededException",
+		"Kinesis Video Streams has throttled the request because you have exceeded the limit of allowed client calls: "+format+
+			" Try making the call later (kvsgo serve --no-throttle turns this off).", args...)
+}
+
+// errorNamespace follows the error name in X-Amzn-ErrorType, as the
+// service sends it.
+const errorNamespace = "https://kinesisvideo.amazonaws.com/doc/2017-09-30/"
+
 // toAPIError maps internal errors to the service's errors.
 func toAPIError(err error) *apiError {
 	var ae *apiError
@@ -39,11 +57,15 @@ func toAPIError(err error) *apiError {
 	case errors.As(err, &ae):
 		return ae
 	case errors.Is(err, store.ErrStreamNotFound):
-		return notFound("The requested stream is not found or not active.")
+		return notActive()
 	case errors.Is(err, store.ErrFragmentNotFound):
 		return notFound("%v", err)
 	case errors.Is(err, store.ErrStreamExists):
-		return errorf(http.StatusBadRequest, "ResourceInUseException", "The stream already exists.")
+		return errorf(http.StatusBadRequest, "ResourceInUseException",
+			"The stream already exists (a stream of that name may still be DELETING; try again in a moment).")
+	case errors.Is(err, store.ErrNotActive):
+		return errorf(http.StatusBadRequest, "ResourceInUseException",
+			"The stream is not ACTIVE (%v); wait until DescribeStream shows ACTIVE, then try again.", err)
 	case errors.Is(err, store.ErrVersionMismatch):
 		return errorf(http.StatusBadRequest, "VersionMismatchException", "%v", err)
 	case errors.Is(err, store.ErrTooManyTags):
@@ -66,10 +88,11 @@ func toAPIError(err error) *apiError {
 func writeError(w http.ResponseWriter, err *apiError) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
-	h.Set("X-Amzn-ErrorType", err.Type)
-	h.Set("x-amz-ErrorType", err.Type)
+	h.Set("X-Amzn-ErrorType", err.Type+":"+errorNamespace)
+	// The media APIs' documentation names this one.
+	h.Set("x-amz-ErrorType", err.Type+":"+errorNamespace)
 	w.WriteHeader(err.Status)
-	_ = json.NewEncoder(w).Encode(map[string]string{"message": err.Message})
+	_ = json.NewEncoder(w).Encode(map[string]string{"Message": err.Message})
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

@@ -72,13 +72,17 @@ func FuzzPutMediaBody(f *testing.F) {
 func FuzzJSONRequests(f *testing.F) {
 	paths := []string{"/createStream", "/describeStream", "/listStreams", "/deleteStream", "/updateStream",
 		"/updateDataRetention", "/getDataEndpoint", "/tagStream", "/untagStream", "/listTagsForStream",
-		"/listFragments", "/getMedia", "/getMediaForFragmentList"}
+		"/listFragments", "/getMedia", "/getMediaForFragmentList", "/TagResource", "/UntagResource", "/ListTagsForResource"}
 	f.Add(uint8(0), []byte(`{"StreamName":"x","DataRetentionInHours":24,"Tags":{"a":"b"}}`))
 	f.Add(uint8(2), []byte(`{"MaxResults":2,"NextToken":"ZnV6eg==","StreamNameCondition":{"ComparisonOperator":"BEGINS_WITH","ComparisonValue":"f"}}`))
 	f.Add(uint8(10), []byte(`{"StreamName":"fuzz","FragmentSelector":{"FragmentSelectorType":"SERVER_TIMESTAMP","TimestampRange":{"StartTimestamp":1.5,"EndTimestamp":"2026-01-01T00:00:00Z"}}}`))
 	f.Add(uint8(11), []byte(`{"StreamName":"fuzz","StartSelector":{"StartSelectorType":"PRODUCER_TIMESTAMP","StartTimestamp":1e300}}`))
 	f.Add(uint8(12), []byte(`{"StreamName":"fuzz","Fragments":["1"]}`))
-	s, _ := fuzzServer(f)
+	s, stream := fuzzServer(f)
+	token := listToken{Stream: stream.ID, After: 3, Start: 1, End: 2}.encode()
+	f.Add(uint8(10), []byte(`{"StreamName":"fuzz","MaxResults":1,"NextToken":"`+token+`"}`))
+	f.Add(uint8(13), []byte(`{"ResourceARN":"`+stream.ARN+`","Tags":[{"Key":"k","Value":"v"}]}`))
+	f.Add(uint8(15), []byte(`{"ResourceARN":"`+stream.ARN+`"}`))
 	h := s.Handler()
 	creds := aws.Credentials{AccessKeyID: "AKIDFUZZ", SecretAccessKey: "s"}
 	f.Fuzz(func(t *testing.T, op uint8, body []byte) {
@@ -91,7 +95,8 @@ func FuzzJSONRequests(f *testing.F) {
 		if err := v4.NewSigner().SignHTTP(context.Background(), creds, req, hex.EncodeToString(sum[:]), "kinesisvideo", "us-east-1", time.Now()); err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithTimeout(req.Context(), 2*time.Second)
+		// GetMedia waits at the live edge: end it soon.
+		ctx, cancel := context.WithTimeout(req.Context(), 100*time.Millisecond)
 		defer cancel()
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req.WithContext(ctx))

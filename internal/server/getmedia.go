@@ -1,19 +1,32 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/kvsgo/kvsgo/internal/store"
 	"github.com/kvsgo/kvsgo/mkv"
 )
 
-// getMedia streams a stream's fragments from a start selector on, follows
-// the live edge while a producer is connected, and ends once it has caught
-// up and no producer has been connected for GetMediaLinger.
+// GetMedia in-band error IDs (the API reference's list).
+const (
+	getMediaErrNotFound = 4000 // requested fragment is not found
+	getMediaErrInternal = 5000
+)
+
+// getMedia streams a stream's fragments from a start selector on and
+// follows the live edge, as the service does: at the edge it waits for data
+// for as long as the reader stays, whether or not a producer is connected
+// (one may be reconnecting, or not have started yet). Only a reader that has
+// caught up with the end of a producer's stream (its PutMedia body
+// finished) is ended, GetMediaLinger after that end, unless more data comes.
 func (s *Server) getMedia(req *request) error {
 	var in struct {
 		streamRef
@@ -30,141 +43,224 @@ func (s *Server) getMedia(req *request) error {
 	if in.StartSelector == nil {
 		return invalidArgument("StartSelector is required.")
 	}
-	st, err := s.resolve(in.streamRef)
-	if err != nil {
-		return err
-	}
 	sel := in.StartSelector
-	var after uint64 // stream fragments with a sequence above this
+	var number string // a fragment number the selector names
 	switch sel.StartSelectorType {
-	case "EARLIEST":
-	case "NOW":
-		if after, err = s.store.Latest(st.Name); err != nil {
-			return err
-		}
+	case "EARLIEST", "NOW":
 	case "FRAGMENT_NUMBER":
-		seq, err := s.existingFragment(st.Name, sel.AfterFragmentNumber, "AfterFragmentNumber")
-		if err != nil {
-			return err
+		number = sel.AfterFragmentNumber
+		if !fragNumRE.MatchString(number) {
+			return invalidArgument("AfterFragmentNumber %q must be a fragment number (1 to 128 digits).", number)
 		}
-		after = seq - 1
 	case "CONTINUATION_TOKEN":
-		seq, err := s.existingFragment(st.Name, sel.ContinuationToken, "ContinuationToken")
-		if err != nil {
-			return err
+		number = sel.ContinuationToken
+		if !fragNumRE.MatchString(number) {
+			return invalidArgument("ContinuationToken %q is not one GetMedia gave out (AWS_KINESISVIDEO_CONTINUATION_TOKEN).", number)
 		}
-		after = seq
 	case "SERVER_TIMESTAMP", "PRODUCER_TIMESTAMP":
 		if sel.StartTimestamp == nil {
 			return invalidArgument("StartTimestamp is required with %s.", sel.StartSelectorType)
 		}
-		if after, err = s.seqBefore(st.Name, sel.StartSelectorType == "PRODUCER_TIMESTAMP", sel.StartTimestamp.UnixMilli()); err != nil {
-			return err
-		}
 	default:
 		return invalidArgument("StartSelectorType %q is not one of FRAGMENT_NUMBER, SERVER_TIMESTAMP, PRODUCER_TIMESTAMP, NOW, EARLIEST, CONTINUATION_TOKEN.", sel.StartSelectorType)
 	}
+	st, err := s.resolveActive(in.streamRef)
+	if err != nil {
+		return err
+	}
+	if ae := s.allow("GetMedia", st.ID, getMediaTPS); ae != nil {
+		return ae
+	}
+	g := &getMediaSession{s: s, st: st, log: s.log.With("stream", st.Name, "remote", req.r.RemoteAddr)}
+	switch sel.StartSelectorType {
+	case "NOW":
+		if g.after, err = s.store.Latest(st.ID); err != nil {
+			return err
+		}
+	case "SERVER_TIMESTAMP", "PRODUCER_TIMESTAMP":
+		g.fromMS, g.byProducer = sel.StartTimestamp.UnixMilli(), sel.StartSelectorType == "PRODUCER_TIMESTAMP"
+		g.filter = true
+	}
 	s.metrics.getMedia.Inc()
 	defer s.metrics.getMedia.Dec()
-	log := s.log.With("stream", st.Name, "remote", req.r.RemoteAddr)
-	log.Info("GetMedia started", "selector", sel.StartSelectorType)
+	g.log.Info("GetMedia started", "selector", sel.StartSelectorType)
 
 	w := req.w
-	rc := http.NewResponseController(w)
+	g.w, g.rc = w, http.NewResponseController(w)
 	w.Header().Set("Content-Type", "video/webm")
 	w.WriteHeader(http.StatusOK)
-	_ = rc.Flush()
+	_ = g.rc.Flush()
+	if number != "" {
+		// Both start after the fragment named: a continuation token is the
+		// number of the last fragment read, and FRAGMENT_NUMBER starts
+		// "with the chunk after" AfterFragmentNumber. One the stream does
+		// not have is an in-band error, as the reference says.
+		seq, err := s.liveFragment(st, number)
+		if err != nil {
+			g.fail(getMediaErrNotFound, "FRAGMENT_NOT_FOUND", number, err)
+			return nil
+		}
+		g.after = seq
+	}
 	ctx, cancel := context.WithCancel(req.r.Context())
 	defer cancel()
 	stop := context.AfterFunc(s.ctx, cancel)
 	defer stop()
+	g.run(ctx)
+	return nil
+}
 
-	sent := 0
-	var chunk []byte
+// getMediaSession is one GetMedia response being streamed.
+type getMediaSession struct {
+	s   *Server
+	st  store.Stream
+	log *slog.Logger
+	w   io.Writer
+	rc  *http.ResponseController
+
+	after      uint64 // stream fragments with a sequence above this
+	filter     bool   // skip fragments before fromMS (timestamp selectors)
+	fromMS     int64
+	byProducer bool
+
+	sent     int
+	lastSent uint64
+	chunk    []byte
+}
+
+func (g *getMediaSession) run(ctx context.Context) {
+	s := g.s
 	for {
 		var batch []store.Fragment
-		err := s.store.Scan(st.Name, after, func(f store.Fragment) bool {
+		err := s.store.Scan(g.st.ID, g.after, func(f store.Fragment) bool {
 			batch = append(batch, f)
 			return len(batch) < 64
 		})
 		if err != nil {
-			log.Info("GetMedia ended", "reason", err, "fragments", sent)
-			return nil
+			g.ended(err)
+			return
 		}
+		cutoff := s.store.RetentionCutoff(g.st)
 		for _, f := range batch {
-			if chunk, err = s.mediaChunk(chunk[:0], st.Name, f, true); err != nil {
-				log.Warn("GetMedia could not read a fragment", "fragment", f.Number(), "error", err)
-				after = f.Seq
-				continue
+			g.after = f.Seq
+			if f.ServerMS < cutoff {
+				continue // expired; the sweep has not removed it yet
 			}
-			if _, err := w.Write(chunk); err != nil {
-				log.Info("GetMedia reader went away", "fragments", sent)
-				return nil
+			if g.filter {
+				ts := f.ServerMS
+				if g.byProducer {
+					ts = f.ProducerMS
+				}
+				// The first fragment sent contains the timestamp (or starts
+				// after it: a future timestamp waits for its fragment).
+				if ts+f.DurationMS <= g.fromMS {
+					continue
+				}
+				g.filter = false
 			}
-			_ = rc.Flush()
-			after = f.Seq
-			sent++
+			if !g.send(f) {
+				return
+			}
 		}
 		if len(batch) > 0 {
 			continue
 		}
-		idle, seen := s.store.ProducerIdle(st.Name)
-		if !seen || idle >= s.cfg.GetMediaLinger {
-			log.Info("GetMedia ended", "reason", "caught up, no producer connected", "fragments", sent)
-			return nil
+		// At the live edge.
+		wait := time.Duration(-1) // for as long as it takes
+		p, err := s.store.Producer(g.st.ID)
+		if err != nil {
+			g.ended(err)
+			return
 		}
-		wait := s.cfg.GetMediaLinger - idle
-		wctx, wcancel := context.WithTimeout(ctx, wait)
-		err = s.store.WaitAfter(wctx, st.Name, after)
+		if p.Ended && g.sent > 0 && g.lastSent == p.EndSeq {
+			wait = time.UnixMilli(p.EndedMS).Add(s.cfg.GetMediaLinger).Sub(s.cfg.Now())
+			if wait <= 0 {
+				g.log.Info("GetMedia ended", "reason", "caught up with the end of the producer's stream", "fragments", g.sent)
+				return
+			}
+		}
+		wctx, wcancel := ctx, context.CancelFunc(func() {})
+		if wait >= 0 {
+			wctx, wcancel = context.WithTimeout(ctx, wait)
+		}
+		err = s.store.WaitAfter(wctx, g.st.ID, g.after)
 		wcancel()
 		if ctx.Err() != nil {
-			log.Info("GetMedia ended", "reason", "reader or server went away", "fragments", sent)
-			return nil
+			g.log.Info("GetMedia ended", "reason", "reader or server went away", "fragments", g.sent)
+			return
 		}
 		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
-			log.Info("GetMedia ended", "reason", err, "fragments", sent)
-			return nil
+			g.ended(err)
+			return
 		}
 	}
 }
 
-// existingFragment parses a fragment number the stream must have.
-func (s *Server) existingFragment(stream, number, field string) (uint64, error) {
-	if !fragNumRE.MatchString(number) {
-		return 0, invalidArgument("%s %q must be a fragment number.", field, number)
+// send writes one fragment's chunk; false when the reader has gone or the
+// session had to end.
+func (g *getMediaSession) send(f store.Fragment) bool {
+	var err error
+	g.chunk, err = g.s.mediaChunk(g.chunk[:0], g.st, f)
+	if errors.Is(err, store.ErrFragmentNotFound) {
+		return true // expired between the scan and the read
 	}
+	if err != nil {
+		g.fail(getMediaErrInternal, "INTERNAL_ERROR", f.Number(), err)
+		return false
+	}
+	if _, err := g.w.Write(g.chunk); err != nil {
+		g.log.Info("GetMedia reader went away", "fragments", g.sent)
+		return false
+	}
+	_ = g.rc.Flush()
+	g.sent++
+	g.lastSent = f.Seq
+	return true
+}
+
+// ended closes the session after a store error: the stream's deletion is
+// told in-band, as the service tells a reader its fragments are gone.
+func (g *getMediaSession) ended(err error) {
+	if errors.Is(err, store.ErrStreamNotFound) {
+		g.fail(getMediaErrNotFound, "STREAM_DELETED", "", errors.New("the stream was deleted"))
+		return
+	}
+	if !errors.Is(err, store.ErrClosed) {
+		g.fail(getMediaErrInternal, "INTERNAL_ERROR", "", err)
+		return
+	}
+	g.log.Info("GetMedia ended", "reason", err, "fragments", g.sent)
+}
+
+// fail writes the service's in-band error chunk and ends the session.
+func (g *getMediaSession) fail(id int, code, number string, err error) {
+	g.log.Info("GetMedia ended with an error", "error_id", id, "error_code", code, "cause", err, "fragments", g.sent)
+	if _, werr := g.w.Write(g.s.errorChunk(number, id, code+": "+err.Error())); werr == nil {
+		_ = g.rc.Flush()
+	}
+}
+
+// liveFragment parses a fragment number the stream must have, within its
+// retention.
+func (s *Server) liveFragment(st store.Stream, number string) (uint64, error) {
 	seq, err := store.ParseFragmentNumber(number)
 	if err != nil {
-		return 0, notFound("%s %s is not a fragment of stream %s.", field, number, stream)
+		return 0, fmt.Errorf("%s is not a fragment number of this server", number)
 	}
-	if _, err := s.store.Fragment(stream, seq); err != nil {
-		return 0, notFound("%s %s is not a fragment of stream %s (it may have expired).", field, number, stream)
+	f, err := s.store.Fragment(st.ID, seq)
+	if err != nil {
+		return 0, fmt.Errorf("%s is not a fragment of stream %s", number, st.Name)
+	}
+	if f.ServerMS < s.store.RetentionCutoff(st) {
+		return 0, fmt.Errorf("fragment %s of stream %s is older than the stream's retention period", number, st.Name)
 	}
 	return seq, nil
 }
 
-// seqBefore returns the sequence after which GetMedia starts for a
-// timestamp: the fragment containing it is sent first.
-func (s *Server) seqBefore(stream string, producer bool, ms int64) (uint64, error) {
-	var after uint64
-	err := s.store.Scan(stream, 0, func(f store.Fragment) bool {
-		ts := f.ServerMS
-		if producer {
-			ts = f.ProducerMS
-		}
-		if ts+f.DurationMS <= ms {
-			after = f.Seq
-			return true
-		}
-		return false
-	})
-	return after, err
-}
-
 // mediaChunk appends one fragment as GetMedia sends it: the producer's
 // header, the service's tags, the fragment, and the trailing tags.
-func (s *Server) mediaChunk(dst []byte, stream string, f store.Fragment, live bool) ([]byte, error) {
-	header, body, err := s.store.ReadFragment(stream, f)
+func (s *Server) mediaChunk(dst []byte, st store.Stream, f store.Fragment) ([]byte, error) {
+	header, body, err := s.store.ReadFragment(st.ID, f)
 	if err != nil {
 		return dst, err
 	}
@@ -176,59 +272,51 @@ func (s *Server) mediaChunk(dst []byte, stream string, f store.Fragment, live bo
 	)
 	dst = append(dst, body...)
 	behind := s.cfg.Now().UnixMilli() - (f.ServerMS + f.DurationMS)
-	tags := []mkv.SimpleTag{{Name: mkv.TagMillisBehindNow, Value: strconv.FormatInt(max(behind, 0), 10)}}
-	if live {
-		tags = append(tags, mkv.SimpleTag{Name: mkv.TagContinuation, Value: f.Number()})
+	return mkv.AppendTags(dst,
+		mkv.SimpleTag{Name: mkv.TagMillisBehindNow, Value: strconv.FormatInt(max(behind, 0), 10)},
+		mkv.SimpleTag{Name: mkv.TagContinuation, Value: f.Number()},
+	), nil
+}
+
+// errorChunk is the chunk the service ends a GetMedia response with on an
+// error: an EBML header, a Segment, and Tags with the fragment number (when
+// there is one), AWS_KINESISVIDEO_ERROR_CODE and AWS_KINESISVIDEO_ERROR_ID.
+// AWS's parser library reads a Segment without a Cluster as such an error.
+func (s *Server) errorChunk(number string, id int, code string) []byte {
+	dst := append([]byte(nil), s.chunkStart...)
+	var tags []mkv.SimpleTag
+	if number != "" {
+		tags = append(tags, mkv.SimpleTag{Name: mkv.TagFragmentNumber, Value: number})
 	}
-	return mkv.AppendTags(dst, tags...), nil
+	tags = append(tags,
+		mkv.SimpleTag{Name: mkv.TagErrorCode, Value: code},
+		mkv.SimpleTag{Name: mkv.TagErrorID, Value: strconv.Itoa(id)})
+	return mkv.AppendTags(dst, tags...)
+}
+
+// ebmlAndSegment is the start of every chunk: the EBML header and an
+// unknown-size Segment, cut from the mkv package's own header. It panics
+// only if that fixed header is broken, when the server is made.
+func ebmlAndSegment() []byte {
+	hdr, err := mkv.AppendHeader(nil, &mkv.Header{Tracks: []mkv.Track{{Number: 1, Type: mkv.TrackTypeVideo, CodecID: "V_MPEG4/ISO/AVC"}}})
+	if err != nil {
+		panic(err) // a fixed, valid header
+	}
+	r := mkv.NewReader(bytes.NewReader(hdr))
+	for {
+		e, err := r.Next()
+		if err != nil {
+			panic(err)
+		}
+		if e.ID == mkv.IDSegment {
+			return hdr[:e.DataOffset()]
+		}
+		if err := r.Skip(); err != nil {
+			panic(err)
+		}
+	}
 }
 
 // secondsString formats epoch milliseconds as the service's tags do:
 // seconds with three decimals.
 func secondsString(ms int64) string { return fmt.Sprintf("%d.%03d", ms/1000, ms%1000) }
-
-// getMediaForFragmentList streams the listed fragments, in the order asked.
-func (s *Server) getMediaForFragmentList(req *request) error {
-	var in struct {
-		streamRef
-		Fragments []string `json:"Fragments"`
-	}
-	if err := decodeJSON(req.body, &in); err != nil {
-		return err
-	}
-	if len(in.Fragments) < 1 || len(in.Fragments) > 1000 {
-		return invalidArgument("Fragments must list 1 to 1000 fragment numbers.")
-	}
-	st, err := s.resolve(in.streamRef)
-	if err != nil {
-		return err
-	}
-	frags := make([]store.Fragment, 0, len(in.Fragments))
-	for _, n := range in.Fragments {
-		seq, err := s.existingFragment(st.Name, n, "Fragment")
-		if err != nil {
-			return err
-		}
-		f, err := s.store.Fragment(st.Name, seq)
-		if err != nil {
-			return err
-		}
-		frags = append(frags, f)
-	}
-	w := req.w
-	rc := http.NewResponseController(w)
-	w.Header().Set("Content-Type", "video/webm")
-	w.WriteHeader(http.StatusOK)
-	var chunk []byte
-	for _, f := range frags {
-		if chunk, err = s.mediaChunk(chunk[:0], st.Name, f, false); err != nil {
-			s.log.Warn("GetMediaForFragmentList could not read a fragment", "stream", st.Name, "fragment", f.Number(), "error", err)
-			return nil // the status is sent; ending early is all that is left
-		}
-		if _, err := w.Write(chunk); err != nil {
-			return nil
-		}
-		_ = rc.Flush()
-	}
-	return nil
-}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -64,7 +65,7 @@ func (s *Server) getHLSStreamingSessionURL(req *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.log.Info("HLS session", "stream", sess.Stream, "mode", sess.Mode, "expires", sess.Expires.Format(time.RFC3339))
+	s.log.Info("HLS session", "stream", sess.Stream.Name(), "mode", sess.Mode, "expires", sess.Expires.Format(time.RFC3339))
 	return map[string]string{"HLSStreamingSessionURL": s.baseURL(req.r) + playback.HLSPath + playback.HLSMaster + "?SessionToken=" + token}, nil
 }
 
@@ -301,20 +302,25 @@ func trackNumber(param string) (uint64, error) {
 }
 
 // initTracks returns the tracks of the codec configuration a playlist
-// names (by the fragment that holds it), or of the window's first entry.
+// names (by the fragment that first had it), or of the window's first
+// entry. Any fragment of the window with that configuration serves: the
+// one that first had it may have expired while the rest play on.
 func (s *Server) initTracks(sess playback.Session, entries []playback.Entry, fragParam string) ([]*playback.Track, error) {
 	var f store.Fragment
 	switch {
 	case fragParam != "":
-		var err error
-		if f, err = s.playback.Fragment(sess, fragParam); err != nil {
+		seq, err := store.ParseFragmentNumber(fragParam)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s", playback.ErrNotInSession, fragParam)
+		}
+		i := slices.IndexFunc(entries, func(e playback.Entry) bool { return e.Init == seq })
+		if i >= 0 {
+			f = entries[i].Fragment
+		} else if f, err = s.playback.Fragment(sess, fragParam); err != nil {
 			return nil, err
 		}
 	case len(entries) > 0:
-		var err error
-		if f, err = s.store.Fragment(sess.Stream, entries[0].Init); err != nil {
-			return nil, err
-		}
+		f = entries[0].Fragment
 	default:
 		return nil, playback.ErrNoFragments
 	}

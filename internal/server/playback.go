@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/kvsgo/kvsgo/internal/playback"
-	"github.com/kvsgo/kvsgo/internal/store"
 )
 
 // sessionSecretFile holds the key that signs playback session tokens, in
@@ -41,14 +40,6 @@ type sessionRequest struct {
 	expires          *int64
 	maxResults       *int64
 	maxResultsName   string
-}
-
-type fragmentSelector struct {
-	FragmentSelectorType string `json:"FragmentSelectorType"`
-	TimestampRange       *struct {
-		StartTimestamp *epochTime `json:"StartTimestamp"`
-		EndTimestamp   *epochTime `json:"EndTimestamp"`
-	} `json:"TimestampRange"`
 }
 
 // Session expiry, as the service bounds it (seconds).
@@ -127,7 +118,7 @@ func (s *Server) newSession(in sessionRequest) (playback.Session, error) {
 		}
 		sess.MaxResults = int(*in.maxResults)
 	}
-	st, err := s.resolve(in.ref)
+	st, err := s.resolveActive(in.ref)
 	if err != nil {
 		return sess, err
 	}
@@ -135,7 +126,7 @@ func (s *Server) newSession(in sessionRequest) (playback.Session, error) {
 		return sess, errorf(http.StatusBadRequest, "NoDataRetentionException",
 			"Stream %s keeps no data (DataRetentionInHours is 0), so it cannot be played back. Give it a retention period with update-data-retention.", st.Name)
 	}
-	sess.Stream, sess.ARN = st.Name, st.ARN
+	sess.Stream = st.ID
 	now := s.cfg.Now()
 	sess.Created, sess.Expires = now, now.Add(time.Duration(expires)*time.Second)
 	return sess, nil
@@ -154,12 +145,12 @@ func playbackError(err error, sess playback.Session) error {
 	switch {
 	case errors.Is(err, playback.ErrNoFragments):
 		if sess.Mode == playback.ModeLive {
-			return notFound("Stream %s has no fragments from the last 30 seconds to play live. Is a producer sending to it? (%v)", sess.Stream, err)
+			return notFound("Stream %s has no fragments from the last 30 seconds to play live. Is a producer sending to it? (%v)", sess.Stream.Name(), err)
 		}
-		return notFound("Stream %s has no fragments in the requested time range (%s).", sess.Stream, rangeString(sess))
+		return notFound("Stream %s has no fragments in the requested time range (%s).", sess.Stream.Name(), rangeString(sess))
 	case errors.Is(err, playback.ErrStreamGone):
-		return notFound("Stream %s of this session was deleted.", sess.Stream)
-	case errors.Is(err, playback.ErrNotInSession):
+		return notFound("Stream %s of this session was deleted.", sess.Stream.Name())
+	case errors.Is(err, playback.ErrNotInSession), errors.Is(err, playback.ErrExpired):
 		return notFound("%v.", err)
 	case errors.Is(err, playback.ErrUnsupportedMedia):
 		return errorf(http.StatusBadRequest, "UnsupportedStreamMediaTypeException", "%v", err)
@@ -169,7 +160,7 @@ func playbackError(err error, sess playback.Session) error {
 		return errorf(http.StatusBadRequest, "InvalidCodecPrivateDataException", "%v", err)
 	case errors.Is(err, playback.ErrInvalidMedia):
 		return errorf(http.StatusBadRequest, "InvalidMediaFrameException", "%v", err)
-	case errors.Is(err, playback.ErrTokenInvalid), errors.Is(err, playback.ErrTokenExpired):
+	case errors.Is(err, playback.ErrTokenInvalid), errors.Is(err, playback.ErrTokenExpired), errors.Is(err, playback.ErrTokenVersion):
 		return errorf(http.StatusForbidden, "NotAuthorizedException", "%v", err)
 	}
 	return err
@@ -187,8 +178,9 @@ func rangeString(sess playback.Session) string {
 	return clock + " timestamps " + sess.Start.Format(time.RFC3339Nano) + " to " + end
 }
 
-// sessionOf checks a player request's session token: signature, expiry,
-// protocol, and that its stream is still the one it was issued for.
+// sessionOf checks a player request's session token: signature, expiry
+// and protocol. Whether its stream still exists (the same identity, not
+// just the name) playback checks on every read.
 func (s *Server) sessionOf(r *http.Request, kind playback.Kind) (playback.Session, string, error) {
 	token := r.URL.Query().Get("SessionToken")
 	if token == "" {
@@ -198,17 +190,12 @@ func (s *Server) sessionOf(r *http.Request, kind playback.Kind) (playback.Sessio
 	switch {
 	case errors.Is(err, playback.ErrTokenExpired):
 		return sess, "", errorf(http.StatusForbidden, "NotAuthorizedException", "The session has expired: ask for a new streaming session URL.")
+	case errors.Is(err, playback.ErrTokenVersion):
+		return sess, "", errorf(http.StatusForbidden, "NotAuthorizedException", "The session was issued by another version of kvsgo serve: ask for a new streaming session URL.")
 	case err != nil:
 		return sess, "", errorf(http.StatusForbidden, "NotAuthorizedException", "The session token is not valid for this server: use the URL GetHLSStreamingSessionURL or GetDASHStreamingSessionURL returned.")
 	case sess.Kind != kind:
 		return sess, "", errorf(http.StatusForbidden, "NotAuthorizedException", "The session token is for another streaming protocol.")
-	}
-	st, err := s.store.Stream(sess.Stream)
-	if errors.Is(err, store.ErrStreamNotFound) || (err == nil && st.ARN != sess.ARN) {
-		return sess, "", notFound("Stream %s of this session was deleted.", sess.Stream)
-	}
-	if err != nil {
-		return sess, "", err
 	}
 	return sess, id, nil
 }

@@ -32,13 +32,15 @@ func BenchmarkPersistedToLivePlaylist(b *testing.B) {
 	hs := httptest.NewServer(srv.Handler())
 	defer hs.Close()
 	defer srv.Shutdown(context.Background())
-	if _, err := st.CreateStream(store.NewStream{Name: "live", RetentionHours: 1}); err != nil {
+	live, err := st.CreateStream(store.NewStream{Name: "live", RetentionHours: 1})
+	if err != nil {
 		b.Fatal(err)
 	}
-	header, body := firstFragment(b)
+	header, bodies := fixtureClusters(b)
+	body := bodies[0]
 	base := time.Now().Add(-time.Second).UnixMilli()
 	app := func(i int) {
-		if _, _, err := st.AppendFragment("live", store.NewFragment{Header: header, Body: body,
+		if _, _, err := st.AppendFragment(live.ID, store.NewFragment{Header: header, Body: body,
 			ProducerMS: base + int64(i)*1000, ServerMS: time.Now().UnixMilli(), DurationMS: 1000}); err != nil {
 			b.Fatal(err)
 		}
@@ -76,30 +78,37 @@ func BenchmarkPersistedToLivePlaylist(b *testing.B) {
 	b.ReportMetric(float64(total.Microseconds())/float64(b.N), "µs/persisted-to-playlist")
 }
 
-// firstFragment cuts the fixture's first fragment out of its Matroska
-// stream: the header, and the first Cluster.
-func firstFragment(b *testing.B) (header, body []byte) {
-	data := mediatest.ReadFixture(b, "h264-aac.mkv")
+// fixtureClusters cuts the fixture's Matroska stream into what the store
+// keeps: the stream header, and each Cluster (one fragment each).
+func fixtureClusters(tb testing.TB) (header []byte, bodies [][]byte) {
+	data := mediatest.ReadFixture(tb, "h264-aac.mkv")
 	d := mkv.NewDemuxer(bytes.NewReader(data))
-	var start, end int64 = -1, -1
+	var start int64 = -1
 	for {
 		ev, err := d.Next()
-		if errors.Is(err, io.EOF) || end >= 0 {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
 		}
-		switch {
-		case ev.Type == mkv.EventHeader:
-			header = data[:ev.End]
-		case ev.Type == mkv.EventCluster && start < 0:
+		switch ev.Type {
+		case mkv.EventHeader:
+			// As a producer sends it: the Segment of unknown size (the
+			// fixture's file has a sized one).
+			if header, err = mkv.AppendHeader(nil, ev.Header); err != nil {
+				tb.Fatal(err)
+			}
+		case mkv.EventCluster:
 			start = ev.Offset
-		case ev.Type == mkv.EventClusterEnd && start >= 0:
-			end = ev.End
+		case mkv.EventClusterEnd:
+			bodies = append(bodies, data[start:ev.End])
 		}
 	}
-	return header, data[start:end]
+	if len(bodies) < 4 {
+		tb.Fatalf("the fixture has %d clusters", len(bodies))
+	}
+	return header, bodies
 }
 
 func liveSession(b *testing.B, srv *server.Server, base string) string {

@@ -22,7 +22,7 @@ import (
 // incrementally, each Cluster a fragment, acknowledged as it goes.
 func (s *Server) putMedia(req *request) error {
 	r, w := req.r, req.w
-	st, err := s.resolve(streamRef{StreamName: r.Header.Get("x-amzn-stream-name"), StreamARN: r.Header.Get("x-amzn-stream-arn")})
+	st, err := s.resolveActive(streamRef{StreamName: r.Header.Get("x-amzn-stream-name"), StreamARN: r.Header.Get("x-amzn-stream-arn")})
 	if err != nil {
 		return err
 	}
@@ -38,11 +38,12 @@ func (s *Server) putMedia(req *request) error {
 	if err != nil {
 		return invalidArgument("%v", err)
 	}
-	release, ok := s.store.AcquireIngest(st.Name)
+	release, ok := s.store.AcquireIngest(st.ID)
 	if !ok {
 		return errorf(400, "ConnectionLimitExceededException", "Stream %s already has a PutMedia connection; only one is allowed.", st.Name)
 	}
-	defer release()
+	ended := false // the producer finished its body: GetMedia readers may end
+	defer func() { release(ended) }()
 	s.metrics.putMedia.Inc()
 	defer s.metrics.putMedia.Dec()
 
@@ -62,11 +63,23 @@ func (s *Server) putMedia(req *request) error {
 	// Server shutdown unblocks the body read.
 	stop := context.AfterFunc(s.ctx, func() { _ = rc.SetReadDeadline(time.Now()) })
 	defer stop()
+	// So does the stream's deletion, which ends the session with 4507.
+	handlerDone := make(chan struct{})
+	defer close(handlerDone)
+	go func() {
+		select {
+		case <-s.store.Gone(st.ID):
+			in.deleted.Store(true)
+			_ = rc.SetReadDeadline(time.Now())
+		case <-handlerDone:
+		}
+	}()
 
 	writerDone := make(chan struct{})
 	go in.writeAcks(w, rc, writerDone)
 	body := &bodyReader{r: r.Body, rc: rc, idle: s.cfg.IdleTimeout, in: in, stop: s.ctx}
 	reason := in.runSafely(body)
+	ended = reason == reasonEnd
 	close(in.acks)
 	<-writerDone
 	in.log.Info("producer disconnected", "reason", reason, "fragments", in.stored, "bytes", in.bytes.Load())
@@ -110,6 +123,10 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 		b.in.readErr = errors.New("the server is shutting down")
 		return 0, b.in.readErr
 	}
+	if b.in.deleted.Load() {
+		b.in.readErr = errStreamDeleted
+		return 0, b.in.readErr
+	}
 	if b.rc != nil {
 		_ = b.rc.SetReadDeadline(time.Now().Add(b.idle))
 	}
@@ -119,9 +136,22 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 	}
 	if err != nil && !errors.Is(err, io.EOF) {
 		b.in.readErr = err // a network failure, not bad Matroska
+		if b.in.deleted.Load() {
+			b.in.readErr = errStreamDeleted
+		}
 	}
 	return n, err
 }
+
+// errStreamDeleted ends the sessions of a deleted stream.
+var errStreamDeleted = errors.New("the stream was deleted")
+
+// errIDStreamDeleted is the ack ErrorId for a stream deleted under its
+// producer (SERVICE_CALL_RESULT_STREAM_DELETED in AWS's producer SDK).
+const errIDStreamDeleted = 4507
+
+// reasonEnd is why a session ends when the producer finished its body.
+const reasonEnd = "end of stream"
 
 // ingest is the state of one PutMedia connection.
 type ingest struct {
@@ -136,6 +166,7 @@ type ingest struct {
 	acks     chan kvs.Ack
 	started  chan struct{}
 	gotData  atomic.Bool
+	deleted  atomic.Bool  // the stream was deleted under the session
 	lastData atomic.Int64 // unix nanos of the last body bytes
 	bytes    atomic.Int64
 	readErr  error
@@ -277,9 +308,12 @@ func (in *ingest) run(body io.Reader) string {
 	for {
 		ev, err := dem.Next()
 		if errors.Is(err, io.EOF) {
-			return "end of stream"
+			return reasonEnd
 		}
 		if err != nil {
+			if errors.Is(in.readErr, errStreamDeleted) {
+				return in.fail(errIDStreamDeleted, in.readErr)
+			}
 			if in.readErr != nil {
 				return fmt.Sprintf("connection lost: %v", in.readErr)
 			}
@@ -427,14 +461,14 @@ func (in *ingest) endFragment(end int64) (string, bool) {
 	// The fragment lasts until its last frame ends; a frame lasts about as
 	// long as the gap between the first two.
 	durationMS := ((f.maxBlockTC - f.timecode) + f.firstGap) * in.scale / 1e6
-	stored, dup, err := in.s.store.AppendFragment(in.stream.Name, store.NewFragment{
+	stored, dup, err := in.s.store.AppendFragment(in.stream.ID, store.NewFragment{
 		Seq: f.seq, Header: in.header, Body: in.slice(f.start, end),
 		ProducerMS: f.producerMS, ServerMS: f.serverMS, DurationMS: durationMS, Timecode: f.timecode,
 	})
 	in.trim(end)
 	if err != nil {
 		if errors.Is(err, store.ErrStreamNotFound) {
-			return in.fail(kvs.ErrIDStreamNotActive, err), true
+			return in.fail(errIDStreamDeleted, err), true
 		}
 		return in.fail(kvs.ErrIDArchival, err), true
 	}
@@ -443,7 +477,7 @@ func (in *ingest) endFragment(end int64) (string, bool) {
 	// producer gets about the fragment.
 	in.ack(kvs.Ack{EventType: kvs.AckReceived, FragmentTimecode: f.timecode, HasTimecode: true, FragmentNumber: stored.Number()})
 	if dup {
-		in.log.Info("fragment already stored (sent again)", "fragment", stored.Number(), "producer_timestamp_ms", f.producerMS)
+		in.log.Info("fragment already stored, byte for byte (sent again)", "fragment", stored.Number(), "producer_timestamp_ms", f.producerMS)
 	} else {
 		in.s.metrics.fragments.WithLabelValues(in.stream.Name).Inc()
 		in.log.Info("fragment stored", "fragment", stored.Number(), "timecode", f.timecode, "bytes", stored.BodyLen, "duration_ms", durationMS)

@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -40,9 +41,13 @@ type Config struct {
 	MaxTracks             int           // 3
 	IdleInterval          time.Duration // IDLE acks, 3 s
 	IdleTimeout           time.Duration // PutMedia ends after this long without data, 30 s
-	// GetMediaLinger is how long GetMedia waits at the live edge after the
-	// stream's producer has gone before it ends, 3 s.
+	// GetMediaLinger is how long a GetMedia reader that has caught up
+	// with the end of a producer's stream (its PutMedia body finished)
+	// goes on waiting for more before it ends, 3 s as the service's.
 	GetMediaLinger time.Duration
+	// NoThrottle turns off the service's per-stream call limits
+	// (ClientLimitExceededException), for load tests.
+	NoThrottle bool
 }
 
 func (c *Config) defaults() {
@@ -83,7 +88,10 @@ type Server struct {
 	verifier *sigv4.Verifier
 	metrics  *metrics
 	mux      *http.ServeMux
+	limits   *limiter
 	playback *playback.Sessions
+	// chunkStart begins every in-band error chunk: EBML header, Segment.
+	chunkStart []byte
 
 	// ctx ends long-lived requests (PutMedia, GetMedia) on Shutdown.
 	ctx    context.Context
@@ -96,14 +104,16 @@ func New(cfg Config) *Server {
 	cfg.defaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		store:    cfg.Store,
-		verifier: &sigv4.Verifier{Secrets: cfg.Credentials, Now: cfg.Now},
-		metrics:  newMetrics(),
-		mux:      http.NewServeMux(),
-		ctx:      ctx,
-		cancel:   cancel,
+		cfg:        cfg,
+		log:        cfg.Logger,
+		store:      cfg.Store,
+		verifier:   &sigv4.Verifier{Secrets: cfg.Credentials, Now: cfg.Now},
+		metrics:    newMetrics(),
+		mux:        http.NewServeMux(),
+		limits:     newLimiter(cfg.Now),
+		chunkStart: ebmlAndSegment(),
+		ctx:        ctx,
+		cancel:     cancel,
 	}
 	json := map[string]func(*request) (any, error){
 		"/createStream":        s.createStream,
@@ -116,7 +126,11 @@ func New(cfg Config) *Server {
 		"/tagStream":           s.tagStream,
 		"/untagStream":         s.untagStream,
 		"/listTagsForStream":   s.listTagsForStream,
+		"/TagResource":         s.tagResource,
+		"/UntagResource":       s.untagResource,
+		"/ListTagsForResource": s.listTagsForResource,
 		"/listFragments":       s.listFragments,
+		"/getImages":           s.getImages,
 
 		"/getHLSStreamingSessionURL":  s.getHLSStreamingSessionURL,
 		"/getDASHStreamingSessionURL": s.getDASHStreamingSessionURL,
@@ -139,8 +153,32 @@ func New(cfg Config) *Server {
 	return s
 }
 
-// Handler returns the HTTP handler.
-func (s *Server) Handler() http.Handler { return s.mux }
+// Handler returns the HTTP handler. Every response carries an
+// x-amzn-RequestId, as the service's do.
+func (s *Server) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("x-amzn-RequestId", newRequestID())
+		s.mux.ServeHTTP(w, r)
+	})
+}
+
+// newRequestID returns a random UUID, the form of the service's request IDs.
+func newRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+// allow applies the service's per-stream call limit for op.
+func (s *Server) allow(op string, id store.StreamID, tps float64) *apiError {
+	if s.cfg.NoThrottle || s.limits.allow(op+"/"+string(id), tps) {
+		return nil
+	}
+	return throttled("%s is limited to %g calls a second per stream.", op, tps)
+}
 
 // Shutdown ends the long-lived PutMedia and GetMedia requests and waits for
 // their handlers to return, at most until ctx ends.

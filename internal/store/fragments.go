@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -61,10 +60,17 @@ func ParseFragmentNumber(s string) (uint64, error) {
 
 func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
 
+// ptimeKey orders the producer-timestamp index by timestamp, then by
+// ingestion (sequence): equal timestamps stay apart, oldest first.
+func ptimeKey(ms int64, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, uint64(ms)), seq)
+}
+
 // streamState is the in-memory side of a stream: its open segment file,
-// the header last written to it, and the channel that wakes live readers.
+// the header last written to it, the channel that wakes live readers, and
+// its one PutMedia connection.
 type streamState struct {
-	name string
+	id StreamID
 
 	mu      sync.Mutex // serialises appends
 	seg     *os.File
@@ -73,18 +79,18 @@ type streamState struct {
 	hdr     []byte
 	hdrSeg  uint32
 	hdrOff  int64
-	deleted bool
 
 	notifyMu sync.Mutex
 	notify   chan struct{}
+	deleted  bool          // under notifyMu
+	gone     chan struct{} // closed when the stream is deleted
 
-	ingestMu      sync.Mutex
-	ingesting     bool
-	lastIngestEnd time.Time
+	ingestMu  sync.Mutex
+	ingesting bool
 }
 
-func newStreamState(name string) *streamState {
-	return &streamState{name: name, notify: make(chan struct{})}
+func newStreamState(id StreamID) *streamState {
+	return &streamState{id: id, notify: make(chan struct{}), gone: make(chan struct{})}
 }
 
 func (st *streamState) closeSegment() {
@@ -108,39 +114,106 @@ func (st *streamState) changed() <-chan struct{} {
 	return st.notify
 }
 
+func (st *streamState) markDeleted() {
+	st.notifyMu.Lock()
+	if !st.deleted {
+		st.deleted = true
+		close(st.gone)
+	}
+	st.notifyMu.Unlock()
+	st.wake()
+}
+
+func (st *streamState) isDeleted() bool {
+	st.notifyMu.Lock()
+	defer st.notifyMu.Unlock()
+	return st.deleted
+}
+
+// Gone returns a channel that is closed when the stream is deleted: its
+// PutMedia and GetMedia sessions end then.
+func (s *Store) Gone(id StreamID) <-chan struct{} { return s.state(id).gone }
+
 // AcquireIngest claims the stream's one PutMedia connection. It returns
-// false if another connection holds it.
-func (s *Store) AcquireIngest(name string) (release func(), ok bool) {
-	st := s.state(name)
+// false if another connection holds it. release gives it back; ended says
+// whether the producer finished its body (the end of its stream) rather
+// than breaking off.
+func (s *Store) AcquireIngest(id StreamID) (release func(ended bool), ok bool) {
+	st := s.state(id)
 	st.ingestMu.Lock()
-	defer st.ingestMu.Unlock()
 	if st.ingesting {
+		st.ingestMu.Unlock()
 		return nil, false
 	}
 	st.ingesting = true
-	return func() {
+	st.ingestMu.Unlock()
+	s.markEnded(id, false)
+	st.wake()
+	return func(ended bool) {
+		if ended {
+			s.markEnded(id, true)
+		}
 		st.ingestMu.Lock()
 		st.ingesting = false
-		st.lastIngestEnd = s.now()
 		st.ingestMu.Unlock()
 		st.wake()
 	}, true
 }
 
-// ProducerIdle reports how long no PutMedia connection has been open on the
-// stream (0 while one is), and whether one ever was since the server
-// started.
-func (s *Store) ProducerIdle(name string) (idle time.Duration, seen bool) {
-	st := s.state(name)
+// markEnded records (or clears) the clean end of a PutMedia session.
+func (s *Store) markEnded(id StreamID, ended bool) {
+	if !ended {
+		// Most connections have nothing to clear: no write (and fsync) then.
+		if rec, err := s.StreamByID(id); err != nil || !rec.Ended {
+			return
+		}
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		rec, err := getStreamID(tx, id)
+		if err != nil || (!ended && !rec.Ended) {
+			return nil // deleted, or nothing to clear
+		}
+		rec.Ended, rec.EndSeq, rec.EndedMS = ended, 0, 0
+		if ended {
+			rec.EndedMS = s.now().UnixMilli()
+			if fb := tx.Bucket(fragBucket(id)); fb != nil {
+				if k, _ := fb.Cursor().Last(); k != nil {
+					rec.EndSeq = binary.BigEndian.Uint64(k)
+				}
+			}
+		}
+		return putJSON(tx.Bucket(bucketStreams), rec.Name, rec)
+	})
+	if err != nil {
+		s.log.Warn("could not record the end of a PutMedia session", "stream", id.Name(), "err", err)
+	}
+}
+
+// ProducerState is what GetMedia needs to know about a stream's producer.
+type ProducerState struct {
+	// Connected: a PutMedia connection is open.
+	Connected bool
+	// Ended: the last session finished its body; EndSeq was the newest
+	// fragment then (0 if none), EndedMS when (Unix ms).
+	Ended   bool
+	EndSeq  uint64
+	EndedMS int64
+}
+
+// Producer reports the state of the stream's producer.
+func (s *Store) Producer(id StreamID) (ProducerState, error) {
+	st := s.state(id)
 	st.ingestMu.Lock()
-	defer st.ingestMu.Unlock()
-	if st.ingesting {
-		return 0, true
+	p := ProducerState{Connected: st.ingesting}
+	st.ingestMu.Unlock()
+	rec, err := s.StreamByID(id)
+	if err != nil {
+		return p, err
 	}
-	if st.lastIngestEnd.IsZero() {
-		return 0, false
+	if !p.Connected {
+		p.Ended, p.EndSeq, p.EndedMS = rec.Ended, rec.EndSeq, rec.EndedMS
 	}
-	return s.now().Sub(st.lastIngestEnd), true
+	return p, nil
 }
 
 // NewFragment is a complete fragment from ingest.
@@ -153,17 +226,20 @@ type NewFragment struct {
 	Timecode                         int64
 }
 
-// AppendFragment stores a fragment durably. A fragment whose producer
-// timestamp the stream already has (one sent again after a reconnect) is not
-// stored twice: the existing one is returned with dup set.
-func (s *Store) AppendFragment(name string, nf NewFragment) (f Fragment, dup bool, err error) {
-	st := s.state(name)
+// AppendFragment stores a fragment durably under its own number. The one
+// exception is a producer's resend: a fragment byte for byte identical to
+// one the stream has, with the same producer timestamp, is not stored
+// twice; the stored one is returned with dup set. Fragments that only share
+// a producer timestamp are different fragments and are all kept (playback
+// de-duplicates them, as the service does).
+func (s *Store) AppendFragment(id StreamID, nf NewFragment) (f Fragment, dup bool, err error) {
+	st := s.state(id)
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.deleted {
-		return f, false, fmt.Errorf("%w: %s", ErrStreamNotFound, name)
+	if st.isDeleted() {
+		return f, false, fmt.Errorf("%w: %s", ErrStreamNotFound, id)
 	}
-	if existing, ok, err := s.byProducerTime(name, nf.ProducerMS); err != nil || ok {
+	if existing, ok, err := s.identical(id, nf); err != nil || ok {
 		return existing, ok, err
 	}
 	if err := s.ensureSegment(st, int64(len(nf.Header)+len(nf.Body))); err != nil {
@@ -194,9 +270,9 @@ func (s *Store) AppendFragment(name string, nf NewFragment) (f Fragment, dup boo
 		commit = s.db.Update // nothing to group: no waiting for company
 	}
 	err = commit(func(tx *bolt.Tx) error {
-		fb, pb := tx.Bucket(fragBucket(name)), tx.Bucket(ptimeBucket(name))
+		fb, pb := tx.Bucket(fragBucket(id)), tx.Bucket(ptimeBucket(id))
 		if fb == nil || pb == nil {
-			return fmt.Errorf("%w: %s", ErrStreamNotFound, name)
+			return fmt.Errorf("%w: %s", ErrStreamNotFound, id)
 		}
 		meta := tx.Bucket(bucketMeta)
 		seq := nf.Seq
@@ -216,13 +292,45 @@ func (s *Store) AppendFragment(name string, nf NewFragment) (f Fragment, dup boo
 		if err := fb.Put(seqKey(seq), data); err != nil {
 			return err
 		}
-		return pb.Put(seqKey(uint64(nf.ProducerMS)), seqKey(seq))
+		return pb.Put(ptimeKey(nf.ProducerMS, seq), seqKey(seq))
 	})
 	if err != nil {
 		return f, false, fmt.Errorf("indexing a fragment: %w", err)
 	}
 	st.wake()
 	return f, false, nil
+}
+
+// identical finds a stored fragment with nf's producer timestamp and the
+// same bytes. Equal timestamps are rare (a resend, or a producer that
+// restarted its clock), so reading the candidates back costs little.
+func (s *Store) identical(id StreamID, nf NewFragment) (Fragment, bool, error) {
+	var candidates []Fragment
+	err := s.ScanByProducerTime(id, nf.ProducerMS, func(f Fragment) bool {
+		if f.ProducerMS != nf.ProducerMS {
+			return false
+		}
+		if f.BodyLen == int64(len(nf.Body)) {
+			candidates = append(candidates, f)
+		}
+		return true
+	})
+	if err != nil {
+		return Fragment{}, false, err
+	}
+	for _, f := range candidates {
+		_, body, err := s.ReadFragment(id, f)
+		if errors.Is(err, ErrFragmentNotFound) {
+			continue // expired meanwhile
+		}
+		if err != nil {
+			return Fragment{}, false, err
+		}
+		if bytes.Equal(body, nf.Body) {
+			return f, true, nil
+		}
+	}
+	return Fragment{}, false, nil
 }
 
 // segmentFailed closes a segment whose write failed, so the next fragment
@@ -243,7 +351,7 @@ func (s *Store) ensureSegment(st *streamState, need int64) error {
 		return nil // a fragment larger than a segment gets one of its own
 	}
 	st.closeSegment()
-	dir := s.mediaDir(st.name)
+	dir := s.mediaDir(st.id)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("creating the stream's media directory: %w", err)
 	}
@@ -280,35 +388,13 @@ func parseSegmentName(n string) (uint32, bool) {
 	return uint32(v), err == nil
 }
 
-func (s *Store) byProducerTime(name string, ms int64) (Fragment, bool, error) {
-	var f Fragment
-	var found bool
-	err := s.db.View(func(tx *bolt.Tx) error {
-		pb, fb := tx.Bucket(ptimeBucket(name)), tx.Bucket(fragBucket(name))
-		if pb == nil || fb == nil {
-			return fmt.Errorf("%w: %s", ErrStreamNotFound, name)
-		}
-		seq := pb.Get(seqKey(uint64(ms)))
-		if seq == nil {
-			return nil
-		}
-		data := fb.Get(seq)
-		if data == nil {
-			return nil
-		}
-		found = true
-		return json.Unmarshal(data, &f)
-	})
-	return f, found, err
-}
-
 // Fragment returns one fragment by sequence number.
-func (s *Store) Fragment(name string, seq uint64) (Fragment, error) {
+func (s *Store) Fragment(id StreamID, seq uint64) (Fragment, error) {
 	var f Fragment
 	err := s.db.View(func(tx *bolt.Tx) error {
-		fb := tx.Bucket(fragBucket(name))
+		fb := tx.Bucket(fragBucket(id))
 		if fb == nil {
-			return fmt.Errorf("%w: %s", ErrStreamNotFound, name)
+			return fmt.Errorf("%w: %s", ErrStreamNotFound, id)
 		}
 		data := fb.Get(seqKey(seq))
 		if data == nil {
@@ -319,13 +405,13 @@ func (s *Store) Fragment(name string, seq uint64) (Fragment, error) {
 	return f, err
 }
 
-// Scan calls fn for the stream's fragments in order, starting after
-// afterSeq, until fn returns false.
-func (s *Store) Scan(name string, afterSeq uint64, fn func(Fragment) bool) error {
+// Scan calls fn for the stream's fragments in ingestion order (fragment
+// number), starting after afterSeq, until fn returns false.
+func (s *Store) Scan(id StreamID, afterSeq uint64, fn func(Fragment) bool) error {
 	return s.db.View(func(tx *bolt.Tx) error {
-		fb := tx.Bucket(fragBucket(name))
+		fb := tx.Bucket(fragBucket(id))
 		if fb == nil {
-			return fmt.Errorf("%w: %s", ErrStreamNotFound, name)
+			return fmt.Errorf("%w: %s", ErrStreamNotFound, id)
 		}
 		c := fb.Cursor()
 		for k, v := c.Seek(seqKey(afterSeq + 1)); k != nil; k, v = c.Next() {
@@ -341,13 +427,61 @@ func (s *Store) Scan(name string, afterSeq uint64, fn func(Fragment) bool) error
 	})
 }
 
+// ScanByProducerTime calls fn for the stream's fragments in producer
+// timestamp order, from fromMS on; fragments with equal producer timestamps
+// come in ingestion order, the first ingested first. It stops when fn
+// returns false.
+func (s *Store) ScanByProducerTime(id StreamID, fromMS int64, fn func(Fragment) bool) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		fb, pb := tx.Bucket(fragBucket(id)), tx.Bucket(ptimeBucket(id))
+		if fb == nil || pb == nil {
+			return fmt.Errorf("%w: %s", ErrStreamNotFound, id)
+		}
+		c := pb.Cursor()
+		for k, v := c.Seek(ptimeKey(fromMS, 0)); k != nil; k, v = c.Next() {
+			data := fb.Get(v)
+			if data == nil {
+				continue
+			}
+			var f Fragment
+			if err := json.Unmarshal(data, &f); err != nil {
+				return err
+			}
+			if !fn(f) {
+				return nil
+			}
+		}
+		return nil
+	})
+}
+
+// FirstWithProducerTime returns the sequence number of the first-ingested
+// fragment the stream has with this producer timestamp (ok false if none).
+// Playback de-duplicates with it, as the service does: a fragment f is a
+// duplicate when FirstWithProducerTime(id, f.ProducerMS) is not f.Seq. It
+// costs one index lookup.
+func (s *Store) FirstWithProducerTime(id StreamID, producerMS int64) (seq uint64, ok bool, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		pb := tx.Bucket(ptimeBucket(id))
+		if pb == nil {
+			return fmt.Errorf("%w: %s", ErrStreamNotFound, id)
+		}
+		k, v := pb.Cursor().Seek(ptimeKey(producerMS, 0))
+		if k != nil && int64(binary.BigEndian.Uint64(k)) == producerMS {
+			seq, ok = binary.BigEndian.Uint64(v), true
+		}
+		return nil
+	})
+	return seq, ok, err
+}
+
 // Latest returns the newest fragment's sequence number, 0 if none.
-func (s *Store) Latest(name string) (uint64, error) {
+func (s *Store) Latest(id StreamID) (uint64, error) {
 	var seq uint64
 	err := s.db.View(func(tx *bolt.Tx) error {
-		fb := tx.Bucket(fragBucket(name))
+		fb := tx.Bucket(fragBucket(id))
 		if fb == nil {
-			return fmt.Errorf("%w: %s", ErrStreamNotFound, name)
+			return fmt.Errorf("%w: %s", ErrStreamNotFound, id)
 		}
 		if k, _ := fb.Cursor().Last(); k != nil {
 			seq = binary.BigEndian.Uint64(k)
@@ -358,11 +492,12 @@ func (s *Store) Latest(name string) (uint64, error) {
 }
 
 // WaitAfter blocks until the stream has a fragment newer than afterSeq, its
-// producer connection changes, the stream is deleted, or ctx ends.
-func (s *Store) WaitAfter(ctx context.Context, name string, afterSeq uint64) error {
-	st := s.state(name)
+// producer connects or disconnects, the stream is deleted (then it returns
+// ErrStreamNotFound), or ctx ends.
+func (s *Store) WaitAfter(ctx context.Context, id StreamID, afterSeq uint64) error {
+	st := s.state(id)
 	ch := st.changed()
-	latest, err := s.Latest(name)
+	latest, err := s.Latest(id)
 	if err != nil {
 		return err
 	}
@@ -371,6 +506,9 @@ func (s *Store) WaitAfter(ctx context.Context, name string, afterSeq uint64) err
 	}
 	select {
 	case <-ch:
+		if st.isDeleted() {
+			return fmt.Errorf("%w: %s (deleted)", ErrStreamNotFound, id)
+		}
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
@@ -380,11 +518,11 @@ func (s *Store) WaitAfter(ctx context.Context, name string, afterSeq uint64) err
 }
 
 // ReadFragment returns a fragment's header and body bytes.
-func (s *Store) ReadFragment(name string, f Fragment) (header, body []byte, err error) {
-	file, err := os.Open(filepath.Join(s.mediaDir(name), segmentName(f.Segment)))
+func (s *Store) ReadFragment(id StreamID, f Fragment) (header, body []byte, err error) {
+	file, err := os.Open(filepath.Join(s.mediaDir(id), segmentName(f.Segment)))
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, nil, fmt.Errorf("%w: %s (expired)", ErrFragmentNotFound, f.Number())
+			return nil, nil, fmt.Errorf("%w: %s (expired or deleted)", ErrFragmentNotFound, f.Number())
 		}
 		return nil, nil, err
 	}

@@ -25,22 +25,29 @@ func (s *Store) Sweep(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		keep := time.Duration(st.RetentionHours) * time.Hour
-		if keep == 0 {
-			keep = zeroRetention
-		}
-		if err := s.sweepStream(st.Name, s.now().Add(-keep).UnixMilli()); err != nil {
+		if err := s.sweepStream(st.ID, s.RetentionCutoff(st)); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (s *Store) sweepStream(name string, cutoffMS int64) error {
+// RetentionCutoff is the server time (Unix ms) before which the stream's
+// fragments have expired: the API must not serve them even before the
+// sweep removes them.
+func (s *Store) RetentionCutoff(st Stream) int64 {
+	keep := time.Duration(st.RetentionHours) * time.Hour
+	if keep == 0 {
+		keep = zeroRetention
+	}
+	return s.now().Add(-keep).UnixMilli()
+}
+
+func (s *Store) sweepStream(id StreamID, cutoffMS int64) error {
 	used := map[uint32]bool{}
 	removed := 0
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		fb, pb := tx.Bucket(fragBucket(name)), tx.Bucket(ptimeBucket(name))
+		fb, pb := tx.Bucket(fragBucket(id)), tx.Bucket(ptimeBucket(id))
 		if fb == nil || pb == nil {
 			return nil
 		}
@@ -57,7 +64,7 @@ func (s *Store) sweepStream(name string, cutoffMS int64) error {
 			if err := c.Delete(); err != nil {
 				return err
 			}
-			if err := pb.Delete(seqKey(uint64(f.ProducerMS))); err != nil {
+			if err := pb.Delete(ptimeKey(f.ProducerMS, f.Seq)); err != nil {
 				return err
 			}
 			removed++
@@ -67,14 +74,14 @@ func (s *Store) sweepStream(name string, cutoffMS int64) error {
 	if err != nil || removed == 0 {
 		return err
 	}
-	st := s.state(name)
+	st := s.state(id)
 	st.mu.Lock()
 	current := st.segID
 	if st.seg == nil {
 		current = 0
 	}
 	st.mu.Unlock()
-	dir := s.mediaDir(name)
+	dir := s.mediaDir(id)
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
 		id, ok := parseSegmentName(e.Name())
@@ -82,6 +89,6 @@ func (s *Store) sweepStream(name string, cutoffMS int64) error {
 			_ = os.Remove(filepath.Join(dir, e.Name()))
 		}
 	}
-	s.log.Info("retention removed fragments", "stream", name, "fragments", removed)
+	s.log.Info("retention removed fragments", "stream", id.Name(), "fragments", removed)
 	return nil
 }

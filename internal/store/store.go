@@ -3,6 +3,10 @@
 // segment files. A fragment is written to its segment and fsynced before its
 // index entry commits, so after a crash the index refers only to bytes that
 // reached the disk, and nothing half-written is ever served.
+//
+// A stream's data is keyed by its identity (StreamID), not its name: a stream
+// deleted and created again under the same name shares nothing with the old
+// one.
 package store
 
 import (
@@ -27,6 +31,9 @@ var (
 	ErrVersionMismatch  = errors.New("stream version does not match")
 	ErrFragmentNotFound = errors.New("fragment not found")
 	ErrClosed           = errors.New("store closed")
+	// ErrNotActive: the stream is being created, updated or deleted and
+	// cannot be changed now.
+	ErrNotActive = errors.New("stream is not active")
 )
 
 var (
@@ -53,6 +60,10 @@ type Options struct {
 	// NoSync skips fsync: for fuzzing and throwaway stores only, never
 	// for data anyone wants to keep.
 	NoSync bool
+	// TransitionDelay is how long a stream stays CREATING, UPDATING or
+	// DELETING before it settles, as the service's streams do; zero
+	// settles at once.
+	TransitionDelay time.Duration
 }
 
 // Store is the server's durable state. It is safe for concurrent use.
@@ -63,11 +74,14 @@ type Store struct {
 	now  func() time.Time
 
 	mu      sync.Mutex
-	streams map[string]*streamState // per-stream writer and notifier
+	streams map[StreamID]*streamState // per-stream writer and notifier, kept after deletion
+	lastMS  int64                     // the newest stream creation time handed out
 
 	// seq hands out fragment numbers; the index's meta sequence keeps up
 	// with every committed one, so numbers never repeat across restarts.
 	seq atomic.Uint64
+
+	timers *timers // pending lifecycle transitions
 
 	stop chan struct{}
 	done chan struct{}
@@ -119,12 +133,20 @@ func Open(opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("preparing the index: %w", err)
 	}
-	s := &Store{opts: opts, db: db, log: opts.Logger, now: opts.Now,
-		streams: map[string]*streamState{}, stop: make(chan struct{}), done: make(chan struct{})}
+	s := &Store{opts: opts, db: db, log: opts.Logger, now: opts.Now, timers: newTimers(),
+		streams: map[StreamID]*streamState{}, stop: make(chan struct{}), done: make(chan struct{})}
 	_ = db.View(func(tx *bolt.Tx) error {
 		s.seq.Store(tx.Bucket(bucketMeta).Sequence())
 		return nil
 	})
+	if err := s.upgrade(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("upgrading the index: %w", err)
+	}
+	if err := s.settleAll(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("finishing stream transitions: %w", err)
+	}
 	go s.sweepLoop()
 	return s, nil
 }
@@ -138,6 +160,7 @@ func (s *Store) Close() error {
 	}
 	close(s.stop)
 	<-s.done
+	s.timers.stopAll()
 	s.mu.Lock()
 	for _, st := range s.streams {
 		st.closeSegment()
@@ -167,18 +190,19 @@ func (s *Store) sweepLoop() {
 // arrive, so that its acknowledgements can name it before it is stored.
 func (s *Store) ReserveFragment() uint64 { return s.seq.Add(1) }
 
-func (s *Store) state(name string) *streamState {
+func (s *Store) state(id StreamID) *streamState {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st, ok := s.streams[name]
+	st, ok := s.streams[id]
 	if !ok {
-		st = newStreamState(name)
-		s.streams[name] = st
+		st = newStreamState(id)
+		s.streams[id] = st
 	}
 	return st
 }
 
-func (s *Store) mediaDir(name string) string {
-	// Stream names are [a-zA-Z0-9_.-]+; the prefix keeps "." and ".." safe.
-	return filepath.Join(s.opts.Dir, "media", "s-"+name)
+func (s *Store) mediaDir(id StreamID) string {
+	// Stream names are [a-zA-Z0-9_.-]+ and IDs add "@<ms>"; the prefix
+	// keeps "." and ".." safe.
+	return filepath.Join(s.opts.Dir, "media", "s-"+string(id))
 }

@@ -48,7 +48,8 @@ func TestAppendReopenAndDedupe(t *testing.T) {
 	dir := t.TempDir()
 	c := &clock{t: time.Unix(1_800_000_000, 0)}
 	s := open(t, dir, c, 1<<20)
-	if _, err := s.CreateStream(NewStream{Name: "a", RetentionHours: 1}); err != nil {
+	a, err := s.CreateStream(NewStream{Name: "a", RetentionHours: 1})
+	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.CreateStream(NewStream{Name: "a"}); !errors.Is(err, ErrStreamExists) {
@@ -56,13 +57,14 @@ func TestAppendReopenAndDedupe(t *testing.T) {
 	}
 	var seqs []uint64
 	for i := range 5 {
-		f, dup, err := s.AppendFragment("a", frag(c.now().UnixMilli()+int64(i)*1000))
+		f, dup, err := s.AppendFragment(a.ID, frag(c.now().UnixMilli()+int64(i)*1000))
 		if err != nil || dup {
 			t.Fatalf("append %d: %v %v", i, dup, err)
 		}
 		seqs = append(seqs, f.Seq)
 	}
-	f, dup, err := s.AppendFragment("a", frag(c.now().UnixMilli()+2000))
+	// The producer sends fragment 2 again, byte for byte: stored once.
+	f, dup, err := s.AppendFragment(a.ID, frag(c.now().UnixMilli()+2000))
 	if err != nil || !dup || f.Seq != seqs[2] {
 		t.Fatalf("resent fragment: seq %d dup %v err %v", f.Seq, dup, err)
 	}
@@ -71,18 +73,18 @@ func TestAppendReopenAndDedupe(t *testing.T) {
 	s = open(t, dir, c, 1<<20)
 	defer s.Close()
 	var got []uint64
-	if err := s.Scan("a", 0, func(f Fragment) bool { got = append(got, f.Seq); return true }); err != nil {
+	if err := s.Scan(a.ID, 0, func(f Fragment) bool { got = append(got, f.Seq); return true }); err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != 5 {
 		t.Fatalf("after reopening: %v", got)
 	}
-	hdr, body, err := s.ReadFragment("a", mustFragment(t, s, "a", got[4]))
+	hdr, body, err := s.ReadFragment(a.ID, mustFragment(t, s, a.ID, got[4]))
 	if err != nil || string(hdr) != "header" || len(body) != 1000 {
 		t.Fatalf("read back: %q %d %v", hdr, len(body), err)
 	}
 	// New fragments go to a new segment and get new numbers.
-	f, _, err = s.AppendFragment("a", frag(c.now().UnixMilli()+9000))
+	f, _, err = s.AppendFragment(a.ID, frag(c.now().UnixMilli()+9000))
 	if err != nil || f.Seq <= seqs[4] || f.Segment == 1 {
 		t.Fatalf("after reopening: %+v %v", f, err)
 	}
@@ -91,9 +93,9 @@ func TestAppendReopenAndDedupe(t *testing.T) {
 	}
 }
 
-func mustFragment(t *testing.T, s *Store, name string, seq uint64) Fragment {
+func mustFragment(t *testing.T, s *Store, id StreamID, seq uint64) Fragment {
 	t.Helper()
-	f, err := s.Fragment(name, seq)
+	f, err := s.Fragment(id, seq)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,17 +107,18 @@ func TestRetentionRemovesOldFragmentsAndSegments(t *testing.T) {
 	c := &clock{t: time.Unix(1_800_000_000, 0)}
 	s := open(t, dir, c, 3000) // about two fragments per segment
 	defer s.Close()
-	if _, err := s.CreateStream(NewStream{Name: "r", RetentionHours: 1}); err != nil {
+	r, err := s.CreateStream(NewStream{Name: "r", RetentionHours: 1})
+	if err != nil {
 		t.Fatal(err)
 	}
 	for range 6 {
-		if _, _, err := s.AppendFragment("r", frag(c.now().UnixMilli())); err != nil {
+		if _, _, err := s.AppendFragment(r.ID, frag(c.now().UnixMilli())); err != nil {
 			t.Fatal(err)
 		}
 		c.add(20 * time.Minute)
 	}
 	segments := func() int {
-		entries, _ := os.ReadDir(filepath.Join(dir, "media", "s-r"))
+		entries, _ := os.ReadDir(filepath.Join(dir, "media", "s-"+string(r.ID)))
 		return len(entries)
 	}
 	before := segments()
@@ -124,7 +127,7 @@ func TestRetentionRemovesOldFragmentsAndSegments(t *testing.T) {
 		t.Fatal(err)
 	}
 	var left []int64
-	_ = s.Scan("r", 0, func(f Fragment) bool { left = append(left, f.ServerMS); return true })
+	_ = s.Scan(r.ID, 0, func(f Fragment) bool { left = append(left, f.ServerMS); return true })
 	cutoff := c.now().Add(-time.Hour).UnixMilli()
 	if len(left) != 3 {
 		t.Fatalf("%d fragments left, want 3", len(left))
@@ -139,8 +142,8 @@ func TestRetentionRemovesOldFragmentsAndSegments(t *testing.T) {
 	}
 	// What is left still reads.
 	var first Fragment
-	_ = s.Scan("r", 0, func(f Fragment) bool { first = f; return false })
-	if _, _, err := s.ReadFragment("r", first); err != nil {
+	_ = s.Scan(r.ID, 0, func(f Fragment) bool { first = f; return false })
+	if _, _, err := s.ReadFragment(r.ID, first); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -149,13 +152,14 @@ func TestDeleteStreamWakesWaiters(t *testing.T) {
 	c := &clock{t: time.Unix(1_800_000_000, 0)}
 	s := open(t, t.TempDir(), c, 1<<20)
 	defer s.Close()
-	if _, err := s.CreateStream(NewStream{Name: "d"}); err != nil {
+	d, err := s.CreateStream(NewStream{Name: "d"})
+	if err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- s.WaitAfter(context.Background(), "d", 0) }()
+	go func() { done <- s.WaitAfter(context.Background(), d.ID, 0) }()
 	time.Sleep(10 * time.Millisecond) // let it wait; the result is the same either way
-	if err := s.DeleteStream("d", ""); err != nil {
+	if err := s.DeleteStream(d.ID, ""); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -166,7 +170,7 @@ func TestDeleteStreamWakesWaiters(t *testing.T) {
 	if _, err := s.Stream("d"); !errors.Is(err, ErrStreamNotFound) {
 		t.Fatalf("deleted stream: %v", err)
 	}
-	if _, _, err := s.AppendFragment("d", frag(1)); !errors.Is(err, ErrStreamNotFound) {
+	if _, _, err := s.AppendFragment(d.ID, frag(1)); !errors.Is(err, ErrStreamNotFound) {
 		t.Fatalf("append to a deleted stream: %v", err)
 	}
 }

@@ -2,18 +2,34 @@ package store
 
 import (
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"maps"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
 
+// StreamID is a stream's identity: its name and creation time
+// ("name@<unix ms>", the last two parts of its ARN). Fragments, media files
+// and live state are keyed by it, so a stream created again under an old
+// name starts empty. Streams made by versions before IDs existed keep their
+// name as their ID.
+type StreamID string
+
+// Name is the name of the stream the ID belongs to.
+func (id StreamID) Name() string {
+	name, _, _ := strings.Cut(string(id), "@")
+	return name
+}
+
 // Stream is a stream's description.
 type Stream struct {
+	ID             StreamID          `json:"id"`
 	Name           string            `json:"name"`
 	ARN            string            `json:"arn"`
 	DeviceName     string            `json:"deviceName,omitempty"`
@@ -24,6 +40,14 @@ type Stream struct {
 	CreationTime   time.Time         `json:"creationTime"`
 	RetentionHours int               `json:"retentionHours"`
 	Tags           map[string]string `json:"tags,omitempty"`
+
+	// The last PutMedia session that ended by finishing its body (not by
+	// breaking off): the stream's newest fragment then and when. Cleared
+	// when the next session starts. GetMedia readers that reach that
+	// fragment end a few seconds later, as the service's do.
+	Ended   bool   `json:"ended,omitempty"`
+	EndSeq  uint64 `json:"endSeq,omitempty"`
+	EndedMS int64  `json:"endedMs,omitempty"`
 }
 
 // NewStream is what CreateStream asks for.
@@ -33,8 +57,8 @@ type NewStream struct {
 	Tags                                  map[string]string
 }
 
-func fragBucket(name string) []byte  { return []byte("f:" + name) }
-func ptimeBucket(name string) []byte { return []byte("p:" + name) }
+func fragBucket(id StreamID) []byte  { return []byte("f:" + string(id)) }
+func ptimeBucket(id StreamID) []byte { return []byte("p:" + string(id)) }
 
 func newVersion() string {
 	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
@@ -46,14 +70,33 @@ func newVersion() string {
 	return string(b)
 }
 
-// CreateStream creates a stream; ErrStreamExists if the name is taken.
+// creationMS hands out a creation time later than any given before, so
+// that a stream created again within the same millisecond still gets a new
+// ARN and ID.
+func (s *Store) creationMS() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ms := s.now().UnixMilli()
+	if ms <= s.lastMS {
+		ms = s.lastMS + 1
+	}
+	s.lastMS = ms
+	return ms
+}
+
+// CreateStream creates a stream, CREATING until the transition delay has
+// passed; ErrStreamExists if a stream of that name exists in any status.
 func (s *Store) CreateStream(n NewStream) (Stream, error) {
-	now := s.now().UTC().Truncate(time.Millisecond)
+	ms := s.creationMS()
 	st := Stream{
+		ID:   StreamID(n.Name + "@" + strconv.FormatInt(ms, 10)),
 		Name: n.Name, DeviceName: n.DeviceName, MediaType: n.MediaType, KmsKeyID: n.KmsKeyID,
-		RetentionHours: n.RetentionHours, Tags: n.Tags, Status: "ACTIVE", CreationTime: now,
+		RetentionHours: n.RetentionHours, Tags: n.Tags, Status: StatusCreating, CreationTime: time.UnixMilli(ms).UTC(),
 		Version: newVersion(),
-		ARN:     fmt.Sprintf("arn:aws:kinesisvideo:%s:%s:stream/%s/%d", s.opts.Region, s.opts.Account, n.Name, now.UnixMilli()),
+		ARN:     fmt.Sprintf("arn:aws:kinesisvideo:%s:%s:stream/%s/%d", s.opts.Region, s.opts.Account, n.Name, ms),
+	}
+	if s.opts.TransitionDelay == 0 {
+		st.Status = StatusActive
 	}
 	if st.KmsKeyID == "" {
 		st.KmsKeyID = fmt.Sprintf("arn:aws:kms:%s:%s:alias/aws/kinesisvideo", s.opts.Region, s.opts.Account)
@@ -63,14 +106,9 @@ func (s *Store) CreateStream(n NewStream) (Stream, error) {
 		if b.Get([]byte(n.Name)) != nil {
 			return ErrStreamExists
 		}
-		for _, name := range [][]byte{fragBucket(n.Name), ptimeBucket(n.Name)} {
-			if tx.Bucket(name) != nil {
-				if err := tx.DeleteBucket(name); err != nil {
-					return err
-				}
-			}
+		for _, name := range [][]byte{fragBucket(st.ID), ptimeBucket(st.ID)} {
 			if _, err := tx.CreateBucket(name); err != nil {
-				return err
+				return fmt.Errorf("creating the stream's index: %w", err)
 			}
 		}
 		return putJSON(b, n.Name, st)
@@ -78,7 +116,10 @@ func (s *Store) CreateStream(n NewStream) (Stream, error) {
 	if err != nil {
 		return Stream{}, err
 	}
-	s.log.Info("stream created", "stream", n.Name, "retention_hours", n.RetentionHours)
+	if st.Status == StatusCreating {
+		s.settleLater(st.ID, StatusCreating)
+	}
+	s.log.Info("stream created", "stream", n.Name, "arn", st.ARN, "retention_hours", n.RetentionHours)
 	return st, nil
 }
 
@@ -90,7 +131,7 @@ func putJSON(b *bolt.Bucket, key string, v any) error {
 	return b.Put([]byte(key), data)
 }
 
-// Stream returns a stream by name.
+// Stream returns the stream that now has this name, in whatever status.
 func (s *Store) Stream(name string) (Stream, error) {
 	var st Stream
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -110,11 +151,32 @@ func getStream(tx *bolt.Tx, name string) (Stream, error) {
 	return st, json.Unmarshal(data, &st)
 }
 
+// getStreamID returns the stream with this identity; ErrStreamNotFound once
+// it is deleted, even if another stream now has its name.
+func getStreamID(tx *bolt.Tx, id StreamID) (Stream, error) {
+	st, err := getStream(tx, id.Name())
+	if err != nil || st.ID != id {
+		return Stream{}, fmt.Errorf("%w: %s", ErrStreamNotFound, id)
+	}
+	return st, nil
+}
+
+// StreamByID returns a stream by its identity.
+func (s *Store) StreamByID(id StreamID) (Stream, error) {
+	var st Stream
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		st, err = getStreamID(tx, id)
+		return err
+	})
+	return st, err
+}
+
 // StreamByARN returns a stream by its ARN.
 func (s *Store) StreamByARN(arn string) (Stream, error) {
 	// arn:aws:kinesisvideo:region:account:stream/NAME/CREATION
 	parts := strings.Split(arn, "/")
-	if len(parts) != 3 {
+	if len(parts) != 3 || !strings.HasSuffix(parts[0], ":stream") {
 		return Stream{}, fmt.Errorf("%w: %s", ErrStreamNotFound, arn)
 	}
 	st, err := s.Stream(parts[1])
@@ -149,44 +211,62 @@ func (s *Store) ListStreams(prefix, after string, max int) (list []Stream, more 
 	return list, more, err
 }
 
-// UpdateStream applies fn to a stream if version matches (or is empty)
-// and gives it a new version.
-func (s *Store) UpdateStream(name, version string, fn func(*Stream) error) (Stream, error) {
-	return s.updateStream(name, version, true, fn)
-}
-
-func (s *Store) updateStream(name, version string, bump bool, fn func(*Stream) error) (Stream, error) {
-	var st Stream
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		var err error
-		if st, err = getStream(tx, name); err != nil {
-			return err
+// UpdateStream applies fn to an ACTIVE stream if version matches (or is
+// empty), gives it a new version, and leaves it UPDATING for the
+// transition delay. ErrNotActive while it is in another status.
+func (s *Store) UpdateStream(id StreamID, version string, fn func(*Stream) error) (Stream, error) {
+	st, err := s.updateStream(id, func(st *Stream) error {
+		if st.Status != StatusActive {
+			return fmt.Errorf("%w: it is %s", ErrNotActive, st.Status)
 		}
 		if version != "" && version != st.Version {
 			return fmt.Errorf("%w: current version is %s", ErrVersionMismatch, st.Version)
 		}
+		if err := fn(st); err != nil {
+			return err
+		}
+		st.Version = newVersion()
+		if s.opts.TransitionDelay > 0 {
+			st.Status = StatusUpdating
+		}
+		return nil
+	})
+	if err == nil && st.Status == StatusUpdating {
+		s.settleLater(id, StatusUpdating)
+	}
+	return st, err
+}
+
+func (s *Store) updateStream(id StreamID, fn func(*Stream) error) (Stream, error) {
+	var st Stream
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		var err error
+		if st, err = getStreamID(tx, id); err != nil {
+			return err
+		}
 		if err := fn(&st); err != nil {
 			return err
 		}
-		if bump {
-			st.Version = newVersion()
-		}
-		return putJSON(tx.Bucket(bucketStreams), name, st)
+		return putJSON(tx.Bucket(bucketStreams), st.Name, st)
 	})
 	return st, err
 }
 
+// ErrTooManyTags is returned by TagStream past the limit.
+var ErrTooManyTags = fmt.Errorf("too many tags")
+
 // TagStream adds or replaces tags. Tags are not part of the stream's
 // versioned configuration.
-func (s *Store) TagStream(name string, tags map[string]string, limit int) error {
-	_, err := s.updateStream(name, "", false, func(st *Stream) error {
+func (s *Store) TagStream(id StreamID, tags map[string]string, limit int) error {
+	_, err := s.updateStream(id, func(st *Stream) error {
 		merged := maps.Clone(st.Tags)
 		if merged == nil {
 			merged = map[string]string{}
 		}
 		maps.Copy(merged, tags)
 		if len(merged) > limit {
-			return fmt.Errorf("%w: a stream can have at most %d tags", ErrTooManyTags, limit)
+			return fmt.Errorf("%w: a stream can have at most %d tags; it has %d and the request adds %d",
+				ErrTooManyTags, limit, len(st.Tags), len(merged)-len(st.Tags))
 		}
 		st.Tags = merged
 		return nil
@@ -194,12 +274,9 @@ func (s *Store) TagStream(name string, tags map[string]string, limit int) error 
 	return err
 }
 
-// ErrTooManyTags is returned by TagStream past the limit.
-var ErrTooManyTags = fmt.Errorf("too many tags")
-
 // UntagStream removes tags.
-func (s *Store) UntagStream(name string, keys []string) error {
-	_, err := s.updateStream(name, "", false, func(st *Stream) error {
+func (s *Store) UntagStream(id StreamID, keys []string) error {
+	_, err := s.updateStream(id, func(st *Stream) error {
 		for _, k := range keys {
 			delete(st.Tags, k)
 		}
@@ -208,40 +285,106 @@ func (s *Store) UntagStream(name string, keys []string) error {
 	return err
 }
 
-// DeleteStream removes a stream, its index and its media.
-func (s *Store) DeleteStream(name, version string) error {
+// DeleteStream deletes an ACTIVE stream: its fragments and media go at once,
+// its PutMedia and GetMedia sessions are told (Gone), and it shows as
+// DELETING for the transition delay. ErrNotActive in another status.
+func (s *Store) DeleteStream(id StreamID, version string) error {
+	st := s.state(id)
+	// Appends finish or wait: none lands after the index is gone.
+	st.mu.Lock()
+	defer st.mu.Unlock()
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		st, err := getStream(tx, name)
+		rec, err := getStreamID(tx, id)
 		if err != nil {
 			return err
 		}
-		if version != "" && version != st.Version {
-			return fmt.Errorf("%w: current version is %s", ErrVersionMismatch, st.Version)
+		if rec.Status != StatusActive {
+			return fmt.Errorf("%w: it is %s", ErrNotActive, rec.Status)
 		}
-		for _, b := range [][]byte{fragBucket(name), ptimeBucket(name)} {
+		if version != "" && version != rec.Version {
+			return fmt.Errorf("%w: current version is %s", ErrVersionMismatch, rec.Version)
+		}
+		for _, b := range [][]byte{fragBucket(id), ptimeBucket(id)} {
 			if tx.Bucket(b) != nil {
 				if err := tx.DeleteBucket(b); err != nil {
 					return err
 				}
 			}
 		}
-		return tx.Bucket(bucketStreams).Delete([]byte(name))
+		if s.opts.TransitionDelay == 0 {
+			return tx.Bucket(bucketStreams).Delete([]byte(rec.Name))
+		}
+		rec.Status = StatusDeleting
+		return putJSON(tx.Bucket(bucketStreams), rec.Name, rec)
 	})
 	if err != nil {
 		return err
 	}
-	st := s.state(name)
-	st.mu.Lock()
 	st.closeSegment()
-	st.deleted = true
-	st.mu.Unlock()
-	st.wake()
-	s.mu.Lock()
-	delete(s.streams, name)
-	s.mu.Unlock()
-	if err := os.RemoveAll(s.mediaDir(name)); err != nil {
-		s.log.Warn("could not remove a deleted stream's media", "stream", name, "err", err)
+	st.markDeleted()
+	if s.opts.TransitionDelay > 0 {
+		s.settleLater(id, StatusDeleting)
 	}
-	s.log.Info("stream deleted", "stream", name)
+	if err := os.RemoveAll(s.mediaDir(id)); err != nil {
+		s.log.Warn("could not remove a deleted stream's media", "stream", id.Name(), "err", err)
+	}
+	s.log.Info("stream deleted", "stream", id.Name(), "id", id)
 	return nil
+}
+
+// upgrade brings an index written before stream IDs existed up to date:
+// such a stream keeps its name as its ID (the same bucket and directory
+// names as before), and its producer-timestamp index gains the sequence
+// number in its keys so that equal timestamps can be told apart.
+func (s *Store) upgrade() error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketStreams)
+		var old []Stream
+		err := b.ForEach(func(_, v []byte) error {
+			var st Stream
+			if err := json.Unmarshal(v, &st); err != nil {
+				return err
+			}
+			if st.ID == "" {
+				old = append(old, st)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, st := range old {
+			st.ID = StreamID(st.Name)
+			if st.Status == "" {
+				st.Status = StatusActive
+			}
+			if err := putJSON(b, st.Name, st); err != nil {
+				return err
+			}
+			pb := tx.Bucket(ptimeBucket(st.ID))
+			if pb == nil {
+				continue
+			}
+			type entry struct{ k, v []byte }
+			var legacy []entry
+			_ = pb.ForEach(func(k, v []byte) error {
+				if len(k) == 8 {
+					legacy = append(legacy, entry{append([]byte(nil), k...), append([]byte(nil), v...)})
+				}
+				return nil
+			})
+			for _, e := range legacy {
+				if err := pb.Delete(e.k); err != nil {
+					return err
+				}
+				if len(e.v) == 8 {
+					if err := pb.Put(ptimeKey(int64(binary.BigEndian.Uint64(e.k)), binary.BigEndian.Uint64(e.v)), e.v); err != nil {
+						return err
+					}
+				}
+			}
+			s.log.Info("index upgraded", "stream", st.Name)
+		}
+		return nil
+	})
 }
