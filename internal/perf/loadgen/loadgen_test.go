@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvsgo/kvsgo/internal/perf"
 	"github.com/kvsgo/kvsgo/internal/perf/perftest"
 	"github.com/kvsgo/kvsgo/internal/perf/wiretap"
 )
@@ -64,8 +65,13 @@ func TestRunAgainstServer(t *testing.T) {
 	}
 	// Each producer stops at the first key frame at or after its duration:
 	// three fragments.
-	if res.FragmentsSent != 9 || res.FragmentsPersisted != 9 || res.Latency.N != 9 {
-		t.Fatalf("%d fragments sent, %d persisted, %d latencies; want 9", res.FragmentsSent, res.FragmentsPersisted, res.Latency.N)
+	if res.FragmentsSent != 9 || res.FragmentsPersisted != 9 || res.Latency.N+res.WarmupLatency.N != 9 {
+		t.Fatalf("%d fragments sent, %d persisted, %d+%d latencies; want 9", res.FragmentsSent, res.FragmentsPersisted, res.Latency.N, res.WarmupLatency.N)
+	}
+	// Without a warm-up, only fragments that ended while the producers
+	// were still starting count as warm-up: at most the first of each.
+	if res.WarmupLatency.N > 3 {
+		t.Fatalf("%d fragments counted as warm-up", res.WarmupLatency.N)
 	}
 	if res.Latency.P50 <= 0 || res.Latency.Max < res.Latency.P99 {
 		t.Fatalf("latency %+v", res.Latency)
@@ -123,5 +129,29 @@ func TestRunReportsRefusal(t *testing.T) {
 	}
 	if !Over(res, time.Hour) {
 		t.Fatal("a run with errors is not over the bar")
+	}
+}
+
+func TestVerdict(t *testing.T) {
+	ok := func(n int, p99 time.Duration) Result {
+		return Result{Streams: n, FragmentsSent: 10, FragmentsPersisted: 10, Latency: perf.Summary{N: 10, P99: p99}}
+	}
+	lost := ok(600, 50*time.Millisecond)
+	lost.Missing, lost.FragmentsPersisted = 3, 7
+	for _, c := range []struct {
+		rs   []Result
+		want string
+	}{
+		{[]Result{ok(50, 9*time.Millisecond), ok(300, 40*time.Millisecond), ok(800, 1700*time.Millisecond)}, "holds up to 300 streams and is passed at 800: p99 1700 ms"},
+		{[]Result{ok(50, 9*time.Millisecond), lost}, "passed at 600: 3 fragments not persisted"},
+		{[]Result{ok(50, 9*time.Millisecond), ok(100, 100*time.Millisecond)}, "holds at every step, up to 100 streams"},
+		{[]Result{ok(50, 101*time.Millisecond)}, "Already past the bar"},
+	} {
+		if got := Verdict(c.rs, 100*time.Millisecond); !strings.Contains(got, c.want) {
+			t.Errorf("Verdict = %q, want it to say %q", got, c.want)
+		}
+	}
+	if tbl := Table([]Result{ok(300, 40*time.Millisecond)}); !strings.Contains(tbl, "| 300 | 10 / 10 | 0 |") {
+		t.Errorf("table row: %s", tbl)
 	}
 }

@@ -41,7 +41,7 @@ type producer struct {
 	// (the next Cluster's start, or the closing END_OF_FRAGMENT tag) were
 	// handed to the socket: from then on the server can store it.
 	pending   map[int64]time.Time
-	latencies []time.Duration
+	latencies []sample
 	lags      []time.Duration
 	sent      int // fragments ended
 	persisted int
@@ -141,7 +141,7 @@ func (p *producer) persistedAt(tc int64, at time.Time) {
 		return // a duplicate, or a fragment still being sent
 	}
 	delete(p.pending, tc)
-	p.latencies = append(p.latencies, at.Sub(ended))
+	p.latencies = append(p.latencies, sample{ended: ended, d: at.Sub(ended)})
 	p.persisted++
 	if tc == p.lastTC && p.last != nil {
 		close(p.last)
@@ -157,6 +157,12 @@ func (p *producer) ended(tc int64, at time.Time, final bool) {
 		p.lastTC = tc
 	}
 	p.mu.Unlock()
+}
+
+// sample is one fragment's latency and when it ended.
+type sample struct {
+	ended time.Time
+	d     time.Duration
 }
 
 var crlf = []byte("\r\n")

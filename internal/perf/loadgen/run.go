@@ -22,9 +22,18 @@ type Config struct {
 	// /proc; 0 leaves them out.
 	ServerPID int
 	Streams   int
-	// Duration is how long each producer streams; at least 3 fragments.
+	// Duration is how long each producer streams.
 	Duration time.Duration
-	Clip     *Clip
+	// Ramp spreads the producers' starts [one GOP: every camera starting
+	// within a second, as after a server restart].
+	Ramp time.Duration
+	// Warmup after the last start is left out of the steady-state
+	// figures (and reported on its own): connecting hundreds of streams
+	// at once makes a backlog the server needs a while to clear. The
+	// steady window, from the last start plus Warmup to the first
+	// producer's end, must hold at least two fragments.
+	Warmup time.Duration
+	Clip   *Clip
 	// Prefix names the streams: PREFIX-0001, … ["loadtest"].
 	Prefix string
 	// AckWait bounds the wait for the last PERSISTED at the end [15 s].
@@ -45,14 +54,17 @@ type Result struct {
 	Errors       int
 	Missing      int
 	ErrorSamples []string
-	// Latency: a fragment's end handed to the socket → its PERSISTED ack.
+	// Latency: a fragment's end handed to the socket → its PERSISTED ack,
+	// for fragments that ended in the steady window or after.
 	Latency perf.Summary
+	// WarmupLatency is the same for fragments that ended before.
+	WarmupLatency perf.Summary
 	// Lag: how late the generator wrote frames behind their schedule. When
 	// it is large, the machine could not run the generator in time and the
 	// other figures understate the load.
 	Lag perf.Summary
-	// Window is the time every producer was streaming: the server's and
-	// the generator's CPU are measured over it.
+	// Window is the steady window: every producer streaming, warm-up
+	// over. The server's and the generator's CPU are measured over it.
 	Window       time.Duration
 	Server       *perf.ProcUsage // CPU over the window, peak RSS over the server's life; nil when not measured
 	GeneratorCPU time.Duration
@@ -88,11 +100,15 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	gop := cfg.Clip.GOP
-	if cfg.Duration < 3*gop {
-		return Result{}, fmt.Errorf("loadgen: a duration of %s is under three fragments of %s", cfg.Duration, gop)
+	if cfg.Ramp == 0 {
+		cfg.Ramp = gop
+	}
+	if cfg.Duration < cfg.Ramp+cfg.Warmup+2*gop {
+		return Result{}, fmt.Errorf("loadgen: %s of streaming leaves under two fragments of %s after a ramp of %s and a warm-up of %s",
+			cfg.Duration, gop, cfg.Ramp, cfg.Warmup)
 	}
 	// Bounded in time whatever happens.
-	ctx, cancel := context.WithTimeout(ctx, cfg.Duration+gop+2*cfg.AckWait+2*time.Minute)
+	ctx, cancel := context.WithTimeout(ctx, cfg.Duration+cfg.Ramp+2*cfg.AckWait+2*time.Minute)
 	defer cancel()
 
 	names := make([]string, cfg.Streams)
@@ -131,15 +147,16 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 
 	t0 := time.Now().Add(200 * time.Millisecond)
 	for i, p := range producers {
-		start := t0.Add(time.Duration(i) * gop / time.Duration(cfg.Streams))
+		start := t0.Add(time.Duration(i) * cfg.Ramp / time.Duration(cfg.Streams))
 		wg.Go(func() { p.stream(ctx, start, start.Add(cfg.Duration), cfg.AckWait) })
 	}
 	cfg.Logger.Info("streaming", "streams", cfg.Streams, "for", cfg.Duration)
 
-	// The window: from the last producer's start to the first one's end.
+	// The steady window: from the last producer's start and the warm-up
+	// to the first one's end.
 	res := Result{Streams: cfg.Streams, Bitrate: cfg.Clip.Bitrate(),
 		Clip: fmt.Sprintf("%dx%d %.0f fps %.2f Mbit/s", cfg.Clip.Track.Width, cfg.Clip.Track.Height, cfg.Clip.FPS(), cfg.Clip.Bitrate()/1e6)}
-	from, to := t0.Add(gop), t0.Add(cfg.Duration)
+	from, to := t0.Add(cfg.Ramp+cfg.Warmup), t0.Add(cfg.Duration)
 	var before perf.ProcUsage
 	var selfU, selfS time.Duration
 	sleepUntil(ctx, from)
@@ -171,10 +188,16 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	res.Duration = cfg.Duration
 
-	var lat, lag []time.Duration
+	var lat, warm, lag []time.Duration
 	for _, p := range producers {
 		p.mu.Lock()
-		lat = append(lat, p.latencies...)
+		for _, l := range p.latencies {
+			if l.ended.Before(from) {
+				warm = append(warm, l.d)
+			} else {
+				lat = append(lat, l.d)
+			}
+		}
 		lag = append(lag, p.lags...)
 		res.FragmentsSent += p.sent
 		res.FragmentsPersisted += p.persisted
@@ -183,7 +206,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		p.mu.Unlock()
 	}
 	res.Missing = res.FragmentsSent - res.FragmentsPersisted
-	res.Latency, res.Lag = perf.Summarize(lat), perf.Summarize(lag)
+	res.Latency, res.WarmupLatency, res.Lag = perf.Summarize(lat), perf.Summarize(warm), perf.Summarize(lag)
 	if len(res.ErrorSamples) > 5 {
 		res.ErrorSamples = slices.Clone(res.ErrorSamples[:5])
 	}
