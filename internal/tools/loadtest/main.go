@@ -7,14 +7,12 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -184,47 +182,8 @@ func loadTest(ctx context.Context, o options, ns []int, log *slog.Logger, report
 			}
 		}
 		log.Info("servers keep their data on", "fs", perf.FSType(work), "dir", work)
-		step := 0
-		target = func(ctx context.Context) (loadgen.Target, error) {
-			step++
-			dir := filepath.Join(work, fmt.Sprintf("step%d", step))
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				return loadgen.Target{}, err
-			}
-			logPath := filepath.Join(work, fmt.Sprintf("serve%d.log", step))
-			srv, err := perf.StartServe(ctx, perf.ServeOptions{Binary: bin, DataDir: filepath.Join(dir, "data"), LogPath: logPath, Args: strings.Fields(o.serveArgs)})
-			if err != nil {
-				return loadgen.Target{}, err
-			}
-			return loadgen.Target{Endpoint: srv.URL, PID: srv.PID, Stop: func() error {
-				err := srv.Stop()
-				if errs := panics(logPath); errs != "" {
-					err = errors.Join(err, fmt.Errorf("kvsgo serve logged panics:\n%s", errs))
-				}
-				_ = os.RemoveAll(dir) // the media: gigabytes at hundreds of streams
-				return err
-			}}, nil
-		}
+		target = loadgen.FreshServers(bin, work, strings.Fields(o.serveArgs))
 	}
 	base := loadgen.Config{Duration: o.duration, Ramp: o.ramp, Warmup: o.warmup, Clip: clip, Logger: log}
 	return loadgen.Steps(ctx, base, ns, o.limit, o.keepGoing || len(ns) == 1, target, report)
-}
-
-// panics returns the lines of a server log that report a panic: a load
-// test must not hide one.
-func panics(logPath string) string {
-	b, err := os.ReadFile(logPath)
-	if err != nil {
-		return ""
-	}
-	var out []string
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if strings.Contains(line, "panic") {
-			out = append(out, line)
-			if len(out) == 5 {
-				break
-			}
-		}
-	}
-	return strings.Join(out, "\n")
 }
