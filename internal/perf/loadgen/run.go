@@ -104,7 +104,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		cfg.Ramp = gop
 	}
 	if cfg.Duration < cfg.Ramp+cfg.Warmup+2*gop {
-		return Result{}, fmt.Errorf("loadgen: %s of streaming leaves under two fragments of %s after a ramp of %s and a warm-up of %s",
+		return Result{}, fmt.Errorf("loadgen: %s of streaming leaves under two fragments of %s after a ramp of %s and a warm-up of %s: stream longer, or warm up shorter",
 			cfg.Duration, gop, cfg.Ramp, cfg.Warmup)
 	}
 	// Bounded in time whatever happens.
@@ -117,7 +117,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	cp := perf.NewControlPlane(cfg.Endpoint)
 	if err := createAll(ctx, cp, names); err != nil {
-		return Result{}, err
+		return Result{}, fmt.Errorf("loadgen: creating the streams on %s (is the server running there?): %w", cfg.Endpoint, err)
 	}
 	ep, err := cp.PutMediaEndpoint(ctx, names[0])
 	if err != nil {

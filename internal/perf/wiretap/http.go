@@ -110,7 +110,7 @@ func (s *requestScanner) feed(p []byte, at time.Time) {
 				}
 				s.mkv.feed(p[:n], at)
 				if s.mkv.err != nil {
-					s.rec.scanErr(fmt.Errorf("Matroska: %w", s.mkv.err))
+					s.rec.scanErr(fmt.Errorf("the Matroska body: %w", s.mkv.err))
 					s.mkv = nil
 				}
 			}

@@ -165,8 +165,8 @@ func (b *bench) putReport(cases []*putCase, floors map[int][]time.Duration, data
 		"`kvsgo put --source FILE` paces the file itself. %s; system calls come from one more run under `strace -f -c` (start-up included, over all frames). "+
 		"The server, `kvsgo serve` with its data on %s, is measured separately.\n\n",
 		b.s.clips[0].Seconds, runsPhrase(b.s.runs), perf.FSType(filepath.Dir(dataDir)))
-	w.WriteString("| clip | input | CPU s per minute of video: user + sys = total | peak RSS | system calls per frame | start → first request | start → first PutMedia byte | server CPU s per minute |\n")
-	w.WriteString("|---|---|---|---:|---|---:|---:|---:|\n")
+	w.WriteString("| clip | input | CPU s per minute of video: user + sys = total | × floor | peak RSS | system calls per frame | start → first request | start → first PutMedia byte | server CPU s per minute |\n")
+	w.WriteString("|---|---|---|---:|---:|---|---:|---:|---:|\n")
 	for _, c := range cases {
 		per := func(f func(putbench.Result) time.Duration) func(putbench.Result) time.Duration {
 			return func(r putbench.Result) time.Duration { return r.PerMinute(f(r)) }
@@ -183,18 +183,27 @@ func (b *bench) putReport(cases []*putCase, floors map[int][]time.Duration, data
 		first := medianOf(c.runs, func(r putbench.Result) time.Duration { return r.FirstRequest })
 		body := medianOf(c.runs, func(r putbench.Result) time.Duration { return r.FirstBody })
 		srv := medianOf(c.runs, per(func(r putbench.Result) time.Duration { return r.ServerCPU }))
-		fmt.Fprintf(&w, "| %s | %s | %s | %.1f MiB | %s | %s ms | %s ms | %s |\n", c.clip.Name(), c.input.Format, cpu, mib(int64(rss)),
+		ratio := "–"
+		if f := perf.Median(floors[c.clip.Bitrate]); f > 0 {
+			ratio = fmt.Sprintf("%.1f", total.Seconds()/f.Seconds())
+		}
+		fmt.Fprintf(&w, "| %s | %s | %s | %s | %.1f MiB | %s | %s ms | %s ms | %s |\n", c.clip.Name(), c.input.Format, cpu, ratio, mib(int64(rss)),
 			syscallsPerFrame(c.trace), perf.Millis(first), perf.Millis(body), secs(srv))
 	}
 	for _, spec := range b.s.clips {
 		f := perf.Median(floors[spec.Bitrate])
-		fmt.Fprintf(&w, "| %s | *floor*: a Go loop, one sleep and one write per frame (`pacefloor`) | **%s** | | 2 (a wake-up and a write) | | | |\n", spec.Name(), secs(f))
+		fmt.Fprintf(&w, "| %s | *floor*: a Go loop, one sleep and one write per frame (`pacefloor`) | **%s** | 1 | | 2 (a wake-up and a write) | | | |\n", spec.Name(), secs(f))
 	}
 	w.WriteString("\nTargets (issue 9): CPU at most half of kvssink's (kvssink v3.5.0 took 0.40 s for 20 s of 1080p30 4 Mbit/s, i.e. 1.2 s per minute: target ≤ 0.6 s per minute), " +
 		"peak RSS ≤ 20 MiB with every input, start-up ≤ 30 ms to the first PutMedia byte (kvssink: ~60 ms), close to one wake-up and one write per frame.\n")
 
-	w.WriteString("\nDelays, in ms, p50 / p95 / p99 / max (medians over the runs). The first fragment, sent while the connection is being set up, is left out (start-up covers it). " +
-		"Timecodes are whole milliseconds, so frame figures may read up to 1 ms high.\n\n")
+	frames, frags := 0, 0
+	if len(cases) > 0 && len(cases[0].runs) > 0 {
+		frames, frags = cases[0].runs[0].FrameToWire.N, cases[0].runs[0].EndToPersisted.N
+	}
+	fmt.Fprintf(&w, "\nDelays, in ms, p50 / p95 / p99 / max (medians over the runs). The first fragment, sent while the connection is being set up, is left out (start-up covers it), "+
+		"which leaves about %d frames and %d fragments per run: with so few fragments their p95, p99 and max are the same few samples. "+
+		"Timecodes are whole milliseconds, so frame figures may read up to 1 ms high.\n\n", frames, frags)
 	w.WriteString("| clip | input | frame → wire | key frame → server (its BUFFERING back) | fragment end → PERSISTED | last frame → PERSISTED |\n")
 	w.WriteString("|---|---|---|---|---|---|\n")
 	for _, c := range cases {
