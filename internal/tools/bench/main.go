@@ -175,8 +175,12 @@ func progress(format string, args ...any) {
 // header is the first lines of a generated section: when, where, under
 // what load.
 func (b *bench) header(load0, load1 perf.Load) string {
-	return fmt.Sprintf("Measured %s at commit %s on %s. Load average (1, 5, 15 min) %s before, %s after: the machine is shared with other engineers' builds and tests, so compare ratios more than absolutes.\n",
+	h := fmt.Sprintf("Measured %s at commit %s on %s. Load average (1, 5, 15 min) %s before, %s after: the machine is shared with other engineers' builds and tests, so compare ratios more than absolutes.",
 		time.Now().UTC().Format("2006-01-02 15:04 UTC"), b.commit, b.machine, load0, load1)
+	if l := max(load0.One, load1.One); l > float64(b.machine.Cores) {
+		h += fmt.Sprintf(" The load (%.1f) exceeded the %d cores: what was measured waited for CPU, so its tail latencies say as much about the machine as about kvsgo.", l, b.machine.Cores)
+	}
+	return h + "\n"
 }
 
 func commit(ctx context.Context) string {

@@ -80,7 +80,8 @@ func (b *bench) serve(ctx context.Context) (string, error) {
 		w.WriteString("\n" + lw + "\n")
 	}
 	if len(tmpfs) > 0 {
-		fmt.Fprintf(&w, "\nThe same %d streams with the server's data on tmpfs, where fsync costs nothing: the difference is what the disk's fsync costs on this machine.\n\n", b.s.tmpfsAt)
+		fmt.Fprintf(&w, "\nThe same %d streams with the server's data on tmpfs, where fsync costs nothing. Under a steady load the difference is what fsync costs on this disk; "+
+			"when the load changes between the runs (see the load averages) the tail is mostly the wait for CPU.\n\n", b.s.tmpfsAt)
 		w.WriteString(loadgen.Table(tmpfs))
 	}
 	w.WriteString("\nTargets (issue 9): at 300 × 1 Mbit/s the server at most 25% of one core and 64 MiB peak RSS, PERSISTED p99 ≤ 100 ms; report where p99 passes 100 ms.\n")
