@@ -189,3 +189,16 @@ func TestParseStatOverflow(t *testing.T) {
 		t.Fatalf("accepted a utime that overflows: %v %v", u, s)
 	}
 }
+
+func TestCheckLoopback(t *testing.T) {
+	for _, ok := range []string{"http://127.0.0.1:4567", "http://localhost:1", "http://[::1]:80", "http://127.0.0.2:9"} {
+		if err := CheckLoopback(ok); err != nil {
+			t.Errorf("%s refused: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"https://kinesisvideo.us-east-1.amazonaws.com", "http://10.0.0.5:4567", "http://0.0.0.0:4567", "127.0.0.1:4567", ""} {
+		if err := CheckLoopback(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

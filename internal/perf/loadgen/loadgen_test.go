@@ -155,3 +155,10 @@ func TestVerdict(t *testing.T) {
 		t.Errorf("table row: %s", tbl)
 	}
 }
+
+func TestRunRefusesServersElsewhere(t *testing.T) {
+	_, err := Run(context.Background(), Config{Endpoint: "http://192.0.2.1:4567", Streams: 1, Duration: 10 * time.Second, Clip: clip(t)})
+	if err == nil || !strings.Contains(err.Error(), "loopback") {
+		t.Fatalf("a server off this machine: %v", err)
+	}
+}

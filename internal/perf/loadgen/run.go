@@ -90,6 +90,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if cfg.Streams <= 0 {
 		return Result{}, errors.New("loadgen: no streams")
 	}
+	if err := perf.CheckLoopback(cfg.Endpoint); err != nil {
+		return Result{}, fmt.Errorf("loadgen: %w", err)
+	}
 	if cfg.Prefix == "" {
 		cfg.Prefix = "loadtest"
 	}
@@ -126,6 +129,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	epURL, err := url.Parse(ep)
 	if err != nil || epURL.Host == "" {
 		return Result{}, fmt.Errorf("loadgen: the server's PutMedia endpoint %q is not a URL", ep)
+	}
+	if err := perf.CheckLoopback(ep); err != nil {
+		return Result{}, fmt.Errorf("loadgen: the server's PutMedia endpoint: %w", err)
 	}
 	cfg.Logger.Info("streams created", "streams", cfg.Streams, "putmedia", ep)
 

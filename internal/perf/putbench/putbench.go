@@ -94,6 +94,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err != nil || su.Host == "" {
 		return Result{}, fmt.Errorf("putbench: server URL %q", cfg.Server)
 	}
+	if err := perf.CheckLoopback(cfg.Server); err != nil {
+		return Result{}, fmt.Errorf("putbench: %w", err)
+	}
 	if err := perf.NewControlPlane(cfg.Server).CreateStream(ctx, cfg.Stream); err != nil {
 		return Result{}, err
 	}

@@ -81,7 +81,7 @@ Flags:
 	size := fs.String("size", "640x480", "picture size of the made clip")
 	fs.IntVar(&o.fps, "fps", 30, "frame rate of the made clip")
 	fs.IntVar(&o.bitrate, "bitrate", 1_000_000, "bits per second of each stream (the made clip)")
-	fs.StringVar(&o.endpoint, "endpoint", "", "control-plane URL of a server already running (default: start kvsgo serve)")
+	fs.StringVar(&o.endpoint, "endpoint", "", "control-plane URL of a server already running on this machine's loopback (default: start kvsgo serve)")
 	fs.IntVar(&o.pid, "pid", 0, "with --endpoint: the server's process ID, to read its CPU and memory from /proc")
 	fs.StringVar(&o.kvsgo, "kvsgo", "", "kvsgo binary to serve with (default: built from this checkout)")
 	fs.StringVar(&o.dataDir, "data-dir", "", "where the started servers keep their data, one fresh directory per run (default: the system's temporary directory); removed afterwards")
