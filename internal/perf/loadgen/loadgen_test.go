@@ -145,7 +145,8 @@ func TestVerdict(t *testing.T) {
 		{[]Result{ok(50, 9*time.Millisecond), ok(300, 40*time.Millisecond), ok(800, 1700*time.Millisecond)}, "holds up to 300 streams and is passed at 800: p99 1700 ms"},
 		{[]Result{ok(50, 9*time.Millisecond), lost}, "passed at 600: 3 fragments not persisted"},
 		{[]Result{ok(50, 9*time.Millisecond), ok(100, 100*time.Millisecond)}, "holds at every step, up to 100 streams"},
-		{[]Result{ok(50, 101*time.Millisecond)}, "Already past the bar"},
+		{[]Result{ok(50, 101*time.Millisecond)}, "passed already at 50 streams"},
+		{[]Result{ok(50, 180*time.Millisecond), ok(100, 42*time.Millisecond), ok(200, 355*time.Millisecond)}, "held again at 100 streams"},
 	} {
 		if got := Verdict(c.rs, 100*time.Millisecond); !strings.Contains(got, c.want) {
 			t.Errorf("Verdict = %q, want it to say %q", got, c.want)

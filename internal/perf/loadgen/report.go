@@ -29,11 +29,14 @@ func Table(results []Result) string {
 	return b.String()
 }
 
-// Verdict says where the p99 latency passed limit, in a sentence.
+// Verdict says where the p99 latency passed limit, in a sentence, and
+// whether a later step held the bar again (the machine's load changed
+// between the steps, so the crossing point is not to be trusted).
 func Verdict(results []Result, limit time.Duration) string {
 	if len(results) == 0 {
 		return "No load test ran."
 	}
+	bar := fmt.Sprintf("The bar (p99 ≤ %s ms, nothing lost)", perf.Millis(limit))
 	for i, r := range results {
 		if !Over(r, limit) {
 			continue
@@ -42,13 +45,24 @@ func Verdict(results []Result, limit time.Duration) string {
 		if r.Missing > 0 || r.Errors > 0 {
 			why = fmt.Sprintf("%d fragments not persisted, %d errors, p99 %s ms", r.Missing, r.Errors, perf.Millis(r.Latency.P99))
 		}
+		var v string
 		if i == 0 {
-			return fmt.Sprintf("Already past the bar (p99 ≤ %s ms, nothing lost) at %d streams: %s.", perf.Millis(limit), r.Streams, why)
+			v = fmt.Sprintf("%s is passed already at %d streams: %s.", bar, r.Streams, why)
+		} else {
+			v = fmt.Sprintf("%s holds up to %d streams and is passed at %d: %s.", bar, results[i-1].Streams, r.Streams, why)
 		}
-		return fmt.Sprintf("The bar (p99 ≤ %s ms, nothing lost) holds up to %d streams and is passed at %d: %s.",
-			perf.Millis(limit), results[i-1].Streams, r.Streams, why)
+		var held []string
+		for _, later := range results[i+1:] {
+			if !Over(later, limit) {
+				held = append(held, fmt.Sprint(later.Streams))
+			}
+		}
+		if len(held) > 0 {
+			v += fmt.Sprintf(" Yet it held again at %s streams: the machine's load changed between the steps, so this crossing point is not to be trusted; run it again on a quieter machine.", strings.Join(held, ", "))
+		}
+		return v
 	}
-	return fmt.Sprintf("The bar (p99 ≤ %s ms, nothing lost) holds at every step, up to %d streams.", perf.Millis(limit), results[len(results)-1].Streams)
+	return fmt.Sprintf("%s holds at every step, up to %d streams.", bar, results[len(results)-1].Streams)
 }
 
 // LagWarning says when the generator itself fell behind, which makes the
