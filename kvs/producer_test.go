@@ -109,8 +109,10 @@ func TestProducerWarnsAboutTheSource(t *testing.T) {
 		return media.Frame{Track: 1, PTS: time.Duration(ms) * time.Millisecond, DTS: time.Duration(dts) * time.Millisecond, Key: key, Data: []byte{0, 0, 0, 1, 0x65}}
 	}
 	p.Put(frame(0, true, 0))
-	p.Put(frame(66, false, 33))       // a B-frame: presented after it is decoded
-	p.Put(frame(21000, false, 21000)) // still no key frame
+	p.Put(frame(66, false, 33)) // a B-frame: presented after it is decoded
+	for ms := 100; ms < 25000; ms += 100 {
+		p.Put(frame(ms, false, ms)) // still no key frame at 21 s
+	}
 	p.Put(frame(25000, true, 25000))
 	if _, err := p.Close(context.Background()); err != nil {
 		t.Fatal(err)
