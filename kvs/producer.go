@@ -453,4 +453,3 @@ func (p *Producer) setFatal(err error) {
 	p.mu.Unlock()
 	p.event(Event{Type: EventFatal, Err: err, Message: err.Error()})
 }
-

@@ -34,7 +34,7 @@ type timeline struct {
 
 type epoch struct {
 	id     int
-	back   bool // it began with a jump back
+	back   bool          // it began with a jump back
 	offset time.Duration // absolute time = source time + offset
 	// the source times it covers so far, over all tracks
 	srcStart, srcLatest time.Duration
