@@ -18,7 +18,7 @@ import (
 )
 
 // MP4 reads a (progressive) MP4 file with H.264 or H.265 video and
-// optionally AAC audio. MP4 keeps its index at either end, so the file is
+// optionally AAC audio, or AAC audio alone. MP4 keeps its index at either end, so the file is
 // read whole first.
 type MP4 struct {
 	R      io.Reader
@@ -92,8 +92,8 @@ func (m *MP4) Run(ctx context.Context, sink Sink) error {
 			dts += int64(s.Duration)
 		}
 	}
-	if !haveV {
-		return errors.New("the MP4 file has no H.264 or H.265 video")
+	if !haveV && !haveA {
+		return errors.New("the MP4 file has no H.264, H.265 or AAC track")
 	}
 	// Video first: track 1 is what the service's players expect.
 	if tracks[0].Kind == media.KindAudio && len(tracks) == 2 {

@@ -12,8 +12,10 @@ import (
 	"github.com/kvsgo/kvsgo/media"
 )
 
-// Sink receives a source's output: its tracks once, then frames in
-// decoding order.
+// Sink receives a source's output: its tracks, then frames in decoding
+// order. Start may be called again when the tracks or their codec private
+// data change (a new Matroska header mid-stream); frames after it belong
+// to the new tracks.
 type Sink interface {
 	Start(tracks []media.Track) error
 	Frame(f media.Frame) error
