@@ -24,11 +24,11 @@ import (
 // frame arrived. The full server is tested against real clients elsewhere.
 type fakeKVS struct {
 	*httptest.Server
-	mu       sync.Mutex
-	onFrame  func(data []byte)
-	silent   bool // never acknowledge
-	errorID  int  // answer every fragment with this ERROR instead of PERSISTED
-	noRead   bool // take the request and never read its body
+	mu      sync.Mutex
+	onFrame func(data []byte)
+	silent  bool // never acknowledge
+	errorID int  // answer every fragment with this ERROR instead of PERSISTED
+	noRead  bool // take the request and never read its body
 	// dropAt ends the first session, unacknowledged, when its dropAt-th
 	// cluster starts (0: never)
 	dropAt int
