@@ -92,7 +92,9 @@ func headerFor(tracks []media.Track) (mkv.Header, error) {
 	}
 	var h mkv.Header
 	for _, t := range tracks {
-		mt := mkv.Track{Number: uint64(t.Number), Name: t.Name, CodecID: t.CodecID, CodecPrivate: t.CodecPrivate}
+		// Matroska forbids zero UIDs (GStreamer refuses the track): the
+		// number does, as the KVS SDK's track IDs do.
+		mt := mkv.Track{Number: uint64(t.Number), UID: uint64(t.Number), Name: t.Name, CodecID: t.CodecID, CodecPrivate: t.CodecPrivate}
 		switch t.Kind {
 		case media.KindVideo:
 			mt.Type, mt.Width, mt.Height = mkv.TrackTypeVideo, uint16(t.Width), uint16(t.Height)

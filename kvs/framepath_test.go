@@ -87,6 +87,12 @@ func (r *recorder) blocks(t testing.TB) []block {
 				t.Fatalf("fragment %d: %v", i, err)
 			}
 			switch ev.Type {
+			case mkv.EventHeader:
+				for _, tr := range ev.Header.Tracks {
+					if tr.UID == 0 || tr.Number == 0 {
+						t.Fatalf("fragment %d: track %d with UID %d", i, tr.Number, tr.UID)
+					}
+				}
 			case mkv.EventCluster:
 				if ev.Timecode != f.tc {
 					t.Fatalf("fragment %d: cluster timecode %d, started at %d", i, ev.Timecode, f.tc)
