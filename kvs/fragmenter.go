@@ -359,7 +359,7 @@ func (fp *framePath) openEarly(f *queued) bool {
 
 // startCluster begins a fragment at t.
 func (fp *framePath) startCluster(t time.Duration) error {
-	tc := int64(t / time.Millisecond)
+	tc := fp.w.Timecode(t)
 	if fp.haveTC && tc <= fp.lastTC {
 		return errFrameOrder
 	}

@@ -93,7 +93,11 @@ func (t *timeline) place(track uint8, pts, dts time.Duration) placed {
 	src := min(pts, dts)
 	if !t.started {
 		t.started = true
-		t.epochs = append(t.epochs, epoch{id: t.nextID, offset: t.wallClock() - pts, srcStart: src, srcLatest: src})
+		// A whole number of milliseconds (KVS's timecode unit): times that
+		// were whole milliseconds in the source (Matroska) stay exact, and
+		// the others round as the source's own muxer would.
+		offset := (t.wallClock() - pts).Truncate(time.Millisecond)
+		t.epochs = append(t.epochs, epoch{id: t.nextID, offset: offset, srcStart: src, srcLatest: src})
 		t.nextID++
 	}
 	c := t.clock(track)
@@ -114,7 +118,11 @@ func (t *timeline) place(track uint8, pts, dts time.Duration) placed {
 		// wall clock if that is later (a live source's gap).
 		step := max(c.step, time.Millisecond)
 		target := max(t.wallClock(), t.maxAbs+step)
-		t.epochs = append(t.epochs, epoch{id: t.nextID, back: res.by < 0, offset: target - src, srcStart: src, srcLatest: src})
+		offset := target - src
+		if r := offset % time.Millisecond; r != 0 {
+			offset += time.Millisecond - r // whole milliseconds, never earlier
+		}
+		t.epochs = append(t.epochs, epoch{id: t.nextID, back: res.by < 0, offset: offset, srcStart: src, srcLatest: src})
 		t.nextID++
 		if len(t.epochs) > t.maxEpoch {
 			t.epochs = append(t.epochs[:0], t.epochs[len(t.epochs)-t.maxEpoch:]...)

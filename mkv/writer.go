@@ -64,8 +64,16 @@ func NewWriter(w io.Writer, h Header) (*Writer, error) {
 	return wr, nil
 }
 
-// Timecode converts a timestamp to timecode units of this stream.
-func (w *Writer) Timecode(t time.Duration) int64 { return int64(t) / w.scale }
+// Timecode converts a timestamp to timecode units of this stream, to the
+// nearest unit as ffmpeg's Matroska muxer does: a time a source computed
+// as 383.999999 ms is 384 ms.
+func (w *Writer) Timecode(t time.Duration) int64 {
+	n := int64(t) + w.scale/2
+	if n < 0 {
+		return (n - w.scale + 1) / w.scale
+	}
+	return n / w.scale
+}
 
 // WriteHeader writes the EBML header, Segment, Info and Tracks. Writing it
 // again (for a new connection) is allowed and starts a new Segment.
@@ -97,7 +105,7 @@ func (w *Writer) WriteFrame(track uint64, pts time.Duration, key bool, data []by
 	if w.header.track(track) == nil {
 		return fmt.Errorf("%w: track %d", ErrUnknownTrack, track)
 	}
-	tc := int64(pts) / w.scale
+	tc := w.Timecode(pts)
 	b := w.buf[:w.pending]
 	if !w.wroteHead {
 		var err error
@@ -149,7 +157,7 @@ func (w *Writer) WriteFrame(track uint64, pts time.Duration, key bool, data []by
 // that a frame is still one Write. The timecode must be after the previous
 // cluster's: KVS refuses fragments whose timecode does not increase.
 func (w *Writer) StartCluster(t time.Duration) error {
-	tc := int64(t) / w.scale
+	tc := w.Timecode(t)
 	if w.inCluster && tc <= w.clusterTC {
 		return fmt.Errorf("%w: cluster at %d after %d", ErrTimecodeOrder, tc, w.clusterTC)
 	}
@@ -183,7 +191,7 @@ func (w *Writer) WriteBlock(track uint64, pts time.Duration, key bool, data []by
 	if !w.inCluster {
 		return ErrNeedKeyFrame
 	}
-	rel := int64(pts)/w.scale - w.clusterTC
+	rel := w.Timecode(pts) - w.clusterTC
 	if pts < 0 || rel < 0 || rel > 32767 {
 		return fmt.Errorf("%w: %d units from the cluster start", ErrBlockTimecode, rel)
 	}

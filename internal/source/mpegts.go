@@ -29,7 +29,7 @@ func ticks90k(t int64) time.Duration { return time.Duration(t) * time.Second / 9
 // Run implements Source.
 func (m *MPEGTS) Run(ctx context.Context, sink Sink) error {
 	now, log := defaults(m.Now, m.Logger)
-	r := &mpegts.Reader{R: m.R}
+	r := &mpegts.Reader{R: newTSSplices(m.R)}
 	if err := r.Initialize(); err != nil {
 		return fmt.Errorf("reading MPEG-TS: %w", err)
 	}
