@@ -337,7 +337,7 @@ func TestTimestampJumps(t *testing.T) {
 		second   []byte
 		secondFx string
 		lost     int
-		skip     int // video frames of the second clip that cannot come back
+		skip     int   // video frames of the second clip that cannot come back
 		span     int64 // µs, first to last video frame
 		gap      int64 // µs, longest between two video frames
 	}{
