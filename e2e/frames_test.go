@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -404,4 +405,62 @@ func packetPositions(t *testing.T, path string) []int {
 		pos = append(pos, v)
 	}
 	return pos
+}
+
+// TestLossesInMetricsAndExitStatus: while `kvsgo put` runs, /metrics
+// counts the discontinuity and the frames lost after it, by reason; at the
+// end the summary says the same and the exit status is 1 with the reason
+// (issue 13 item 10).
+func TestLossesInMetricsAndExitStatus(t *testing.T) {
+	t.Parallel()
+	srv := startServe(t, serveArgs(t.TempDir())...)
+	b := mediatest.ReadFixture(t, "cat-b.ts")
+	cut := packetPositions(t, mediatest.Fixture(t, "cat-b.ts"))[10] / 188 * 188
+	metrics := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	cmd := exec.Command(binary, "put", "--quiet", "--stream", "losses", "--source", "-", "--endpoint", srv.url, "--metrics-addr", metrics)
+	cmd.Env = awsEnv()
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var o, e lockedBuilder
+	o.b, e.b = &strings.Builder{}, &strings.Builder{}
+	cmd.Stdout, cmd.Stderr = &o, &e
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	// The input stays open: put is still running when /metrics is read.
+	if _, err := stdin.Write(append(mediatest.ReadFixture(t, "cat-a.ts"), b[cut:]...)); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{`kvsgo_put_discontinuities 1`, `kvsgo_put_frames_lost{reason="discontinuity"} 20`, `kvsgo_put_frames_lost{reason="before_key_frame"} 0`}
+	deadline := time.Now().Add(30 * time.Second)
+	var body string
+	for {
+		if resp, err := http.Get("http://" + metrics + "/metrics"); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			body = string(b)
+			if !slices.ContainsFunc(want, func(w string) bool { return !strings.Contains(body, w) }) {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/metrics never showed %v:\n%s\n%s", want, body, e.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	stdin.Close()
+	err = cmd.Wait()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("exit: %v\n%s\n%s", err, o.String(), e.String())
+	}
+	sum := parseSummary(t, o.String())
+	if sum.lost != 20 || sum.discontinuities != 1 || !strings.Contains(o.String(), "frames lost: 20 after a timestamp jump back") ||
+		!strings.Contains(e.String(), "20 frames were not delivered") {
+		t.Fatalf("summary:\n%s\n%s", o.String(), e.String())
+	}
+	t.Logf("%s%s", o.String(), lastLines([]byte(e.String()), 1))
 }
