@@ -86,8 +86,6 @@ func (il *interleaver) track(num uint8) *trackQueue {
 	return nil
 }
 
-func (tq *trackQueue) len() int { return len(tq.q) - tq.head }
-
 func (tq *trackQueue) peek() *queued {
 	if tq.head == len(tq.q) {
 		return nil
@@ -251,14 +249,4 @@ func (il *interleaver) stale() bool {
 		}
 	}
 	return false
-}
-
-// empty reports whether nothing is queued.
-func (il *interleaver) empty() bool {
-	for _, tq := range il.tracks {
-		if tq.len() > 0 {
-			return false
-		}
-	}
-	return true
 }
