@@ -476,3 +476,82 @@ func TestFramesBeforeTheFirstKeyFrame(t *testing.T) {
 		t.Fatalf("the first fragment starts at %d ms, want 1000 (the window before the key frame)", start)
 	}
 }
+
+// discardSink is a fragmentSink that keeps nothing.
+type discardSink struct{}
+
+func (discardSink) startFragment(int64, []byte) {}
+func (discardSink) appendFragment([]byte)       {}
+func (discardSink) frameWritten()               {}
+func (discardSink) endFragment()                {}
+
+// BenchmarkFramePathAV: one op is one frame of a 30 fps video with AAC
+// audio (audio delivered 300 ms late, so frames wait in the interleaver)
+// through timeline, interleaver, fragmenter and Matroska writer. Steady
+// state allocates nothing.
+func BenchmarkFramePathAV(b *testing.B) {
+	src := avSource(60, 300*ms)
+	video := make([]byte, 4096)
+	stats := &Stats{}
+	fp := newFramePath(pathConfig{Now: func() time.Time { return epoch0 }, Window: time.Second, Jump: time.Second,
+		AudioFragment: 2 * time.Second}, discardSink{}, stats, func(string, string) {}, func(Event) {})
+	if err := fp.setTracks([]media.Track{videoTrack, audioTrack}, [16]byte{1}); err != nil {
+		b.Fatal(err)
+	}
+	span := 60 * time.Second
+	put := func(i int) {
+		f := src[i%len(src)]
+		shift := time.Duration(i/len(src)) * span
+		f.PTS, f.DTS = f.PTS+shift, f.DTS+shift
+		if f.Track == 1 {
+			f.Data = video
+		}
+		if err := fp.put(f); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for i := range len(src) {
+		put(i)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		put(len(src) + i)
+	}
+	b.StopTimer()
+	if stats.Lost.Total() != 0 {
+		b.Fatalf("lost %+v", stats.Lost)
+	}
+}
+
+// TestFramePathAllocatesNothingPerFrame: once warm, a frame of audio or
+// video through the whole frame path (frames waiting in the interleaver
+// included) allocates nothing.
+func TestFramePathAllocatesNothingPerFrame(t *testing.T) {
+	src := avSource(10, 300*ms)
+	fp := newFramePath(pathConfig{Now: func() time.Time { return epoch0 }, Window: time.Second, Jump: time.Second,
+		AudioFragment: 2 * time.Second}, discardSink{}, &Stats{}, func(string, string) {}, func(Event) {})
+	if err := fp.setTracks([]media.Track{videoTrack, audioTrack}, [16]byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	video := make([]byte, 20000)
+	i := 0
+	step := func() {
+		f := src[i%len(src)]
+		shift := time.Duration(i/len(src)) * 10 * time.Second
+		f.PTS, f.DTS = f.PTS+shift, f.DTS+shift
+		if f.Track == 1 {
+			f.Data = video
+		}
+		if err := fp.put(f); err != nil {
+			t.Fatal(err)
+		}
+		i++
+	}
+	for range 2 * len(src) {
+		step()
+	}
+	if n := testing.AllocsPerRun(3000, step); n != 0 {
+		t.Fatalf("%v allocations per frame", n)
+	}
+}
