@@ -486,11 +486,11 @@ func (discardSink) appendFragment([]byte)       {}
 func (discardSink) frameWritten()               {}
 func (discardSink) endFragment()                {}
 
-// BenchmarkFramePathAV: one op is one frame of a 30 fps video with AAC
+// BenchmarkInterleavedAV: one op is one frame of a 30 fps video with AAC
 // audio (audio delivered 300 ms late, so frames wait in the interleaver)
 // through timeline, interleaver, fragmenter and Matroska writer. Steady
 // state allocates nothing.
-func BenchmarkFramePathAV(b *testing.B) {
+func BenchmarkInterleavedAV(b *testing.B) {
 	src := avSource(60, 300*ms)
 	video := make([]byte, 4096)
 	stats := &Stats{}
