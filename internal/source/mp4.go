@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"time"
 
@@ -16,7 +17,8 @@ import (
 )
 
 // MP4 reads a (progressive) MP4 file with H.264 or H.265 video and
-// optionally AAC audio, through its edit lists, as players show it. It
+// optionally AAC audio, or AAC audio alone, through its edit lists, as
+// players show it. It
 // reads the index, then one sample at a time: memory does not grow with
 // the file.
 type MP4 struct {
@@ -84,15 +86,17 @@ func (m *MP4) Run(ctx context.Context, sink Sink) error {
 			log.Warn("dropping an MP4 track Kinesis Video Streams players cannot use", "track", t.id, "codec", printable(t.entry.format))
 		}
 	}
-	if vtrack == nil {
-		return errors.New("the MP4 file has no H.264 or H.265 video")
+	if vtrack == nil && atrack == nil {
+		return errors.New("the MP4 file has no H.264, H.265 or AAC track")
 	}
-	vt, cfg, err := mp4VideoTrack(vtrack, vcodec, ra, size)
-	if err != nil {
-		return err
+	if vtrack != nil {
+		vt, cfg, err := mp4VideoTrack(vtrack, vcodec, ra, size)
+		if err != nil {
+			return err
+		}
+		vconfig = cfg
+		tracks = append(tracks, vt)
 	}
-	vconfig = cfg
-	tracks = append(tracks, vt)
 	for _, t := range []*mp4Track{vtrack, atrack} {
 		if t == nil {
 			continue
@@ -110,7 +114,7 @@ func (m *MP4) Run(ctx context.Context, sink Sink) error {
 		readers = append(readers, newMP4Reader(uint8(len(readers)+1), t == vtrack, t, segs))
 	}
 	if atrack != nil {
-		tracks = append(tracks, media.Track{Number: 2, Kind: media.KindAudio, CodecID: media.CodecAAC, CodecPrivate: atrack.entry.config,
+		tracks = append(tracks, media.Track{Number: uint8(len(tracks) + 1), Kind: media.KindAudio, CodecID: media.CodecAAC, CodecPrivate: atrack.entry.config,
 			SampleRate: float64(acfg.SampleRate), Channels: aacChannels(acfg.ChannelConfig)})
 	}
 	return m.send(ctx, sink, log, now, ra, size, tracks, readers, vcodec, vconfig.LengthSize)
@@ -153,23 +157,33 @@ func (m *MP4) send(ctx context.Context, sink Sink, log *slog.Logger, now func() 
 	}
 	v := readers[0]
 	if !live[0] {
-		return errors.New("the MP4 file has no video frame to send: its video track is empty, or its edit list shows none of it")
+		what := "video"
+		if !v.video {
+			what = "audio"
+		}
+		return fmt.Errorf("the MP4 file has no %s frame to send: its %s track is empty, or its edit list shows none of it", what, what)
 	}
 	if v.hidden > 0 {
 		log.Info("not sending the frames the MP4's edit list hides (the pre-roll before a cut, as players do)", "frames", v.hidden)
 	}
-	reportDrop(sink, log, 1, v.lost, "the video frames shown between the MP4 edit's start and the next key frame: they need the hidden frames before the cut to decode, and Kinesis Video Streams cannot carry frames that are decoded but not shown; cut at a key frame, or re-encode, to keep them",
-		"from", v.lostFrom, "to", v.lostTo)
+	if v.video {
+		reportDrop(sink, log, 1, v.lost, "the video frames shown between the MP4 edit's start and the next key frame: they need the hidden frames before the cut to decode, and Kinesis Video Streams cannot carry frames that are decoded but not shown; cut at a key frame, or re-encode, to keep them",
+			"from", v.lostFrom, "to", v.lostTo)
+	}
 	if err := sink.Start(tracks); err != nil {
 		return err
 	}
-	var (
+	// Without video, nothing comes before the first frame.
+	firstVideo := time.Duration(math.MinInt64)
+	if v.video {
 		firstVideo = heads[0].pts
-		early      int // audio before the first video frame
-		sentAudio  bool
-		pace       = &pacer{enabled: m.Pace, now: now, log: log, sleep: m.sleep}
-		buf, conv  []byte
-		nalus      [][]byte
+	}
+	var (
+		early     int // audio before the first video frame
+		sentAudio bool
+		pace      = &pacer{enabled: m.Pace, now: now, log: log, sleep: m.sleep}
+		buf, conv []byte
+		nalus     [][]byte
 	)
 	for {
 		i := -1
@@ -186,7 +200,7 @@ func (m *MP4) send(ctx context.Context, sink Sink, log *slog.Logger, now func() 
 		if heads[i], live[i], err = readers[i].next(); err != nil {
 			return err
 		}
-		if !readers[i].video {
+		if !readers[i].video && v.video {
 			if o.pts < firstVideo {
 				// A stream starts at a video key frame; Kinesis Video
 				// Streams has nowhere to put sound before it.

@@ -16,7 +16,7 @@ import (
 )
 
 // MPEGTS reads an MPEG transport stream with H.264 or H.265 video and
-// optionally AAC audio.
+// optionally AAC audio, or AAC audio alone.
 type MPEGTS struct {
 	R      io.Reader
 	Pace   bool
@@ -79,12 +79,17 @@ func (m *MPEGTS) Run(ctx context.Context, sink Sink) error {
 			log.Warn("dropping an MPEG-TS track Kinesis Video Streams players cannot use", "pid", t.PID)
 		}
 	}
-	if video == nil {
-		return errors.New("the MPEG-TS input has no H.264 or H.265 video")
+	if video == nil && audio == nil {
+		return errors.New("the MPEG-TS input has no H.264, H.265 or AAC track")
 	}
-	pids[video.PID] = 1
+	audioTrack := uint8(2)
+	if video == nil {
+		audioTrack = 1
+	} else {
+		pids[video.PID] = 1
+	}
 	if audio != nil {
-		pids[audio.PID] = 2
+		pids[audio.PID] = audioTrack
 	}
 	params := &codec.Params{Codec: vcodec}
 	pace := &pacer{enabled: m.Pace, now: now, log: log, sleep: m.sleep}
@@ -104,6 +109,14 @@ func (m *MPEGTS) Run(ctx context.Context, sink Sink) error {
 			log.Warn("MPEG-TS: skipping data that cannot be read", "err", err, "errors", decodeErrors)
 		}
 	})
+	if video == nil {
+		// Audio alone: no parameter sets or key frame to wait for.
+		if err := sink.Start([]media.Track{{Number: 1, Kind: media.KindAudio, CodecID: media.CodecAAC,
+			CodecPrivate: audioConf, SampleRate: float64(rate), Channels: channels}}); err != nil {
+			return err
+		}
+		started, sawKey = true, true
+	}
 	onVideo := func(pts, dts int64, au [][]byte) error {
 		pts, dts = td.Decode(pts), td.Decode(dts)
 		if _, err := params.Update(au); err != nil {
@@ -152,9 +165,11 @@ func (m *MPEGTS) Run(ctx context.Context, sink Sink) error {
 		buf = vcodec.AppendLengthPrefixed(buf[:0], au)
 		return sink.Frame(media.Frame{Track: 1, PTS: ticks90k(pts), DTS: ticks90k(dts), Key: key, Data: buf})
 	}
-	if vcodec == codec.H264 {
+	switch {
+	case video == nil:
+	case vcodec == codec.H264:
 		r.OnDataH264(video, onVideo)
-	} else {
+	default:
 		r.OnDataH265(video, onVideo)
 	}
 	if audio != nil {
@@ -166,7 +181,12 @@ func (m *MPEGTS) Run(ctx context.Context, sink Sink) error {
 			}
 			for i, au := range aus {
 				ts := ticks90k(pts) + time.Duration(i)*1024*time.Second/time.Duration(rate)
-				if err := sink.Frame(media.Frame{Track: 2, PTS: ts, DTS: ts, Key: true, Data: au}); err != nil {
+				if video == nil { // audio alone sets the pace
+					if err := pace.wait(ctx, ts); err != nil {
+						return err
+					}
+				}
+				if err := sink.Frame(media.Frame{Track: audioTrack, PTS: ts, DTS: ts, Key: true, Data: au}); err != nil {
 					return err
 				}
 			}

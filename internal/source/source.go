@@ -14,7 +14,8 @@ import (
 
 // Sink receives a source's output: its tracks, then frames in decoding
 // order. Start comes again when the tracks or their codec private data
-// change (a supervised program restarted with other parameter sets).
+// change (a new Matroska header mid-stream, a supervised program restarted
+// with other parameter sets); frames after it belong to the new tracks.
 type Sink interface {
 	Start(tracks []media.Track) error
 	Frame(f media.Frame) error
