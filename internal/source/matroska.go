@@ -31,7 +31,7 @@ type Matroska struct {
 func (m *Matroska) Run(ctx context.Context, sink Sink) error {
 	now, log := defaults(m.Now, m.Logger)
 	d := mkv.NewDemuxer(m.R)
-	pace := &pacer{enabled: m.Pace, now: now}
+	pace := &pacer{enabled: m.Pace, now: now, log: log}
 	var (
 		started bool
 		scale   time.Duration
