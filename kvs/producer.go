@@ -335,6 +335,16 @@ func (p *Producer) put(f media.Frame) error {
 	return nil
 }
 
+// AddLost counts frames that never reached Put: a source could not use
+// them (the pictures before a camera's first key frame, a damaged input).
+// They go into Stats.Lost beside the producer's own losses, so that one
+// count says what of the input did not reach the service.
+func (p *Producer) AddLost(l Losses) {
+	p.mu.Lock()
+	p.stats.Lost = p.stats.Lost.Add(l)
+	p.mu.Unlock()
+}
+
 // trimOverflow drops the oldest whole fragments while the buffer holds
 // more than its limits.
 func (p *Producer) trimOverflow() {

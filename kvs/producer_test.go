@@ -364,3 +364,32 @@ func TestSetTracksRefusesWhatAStreamCannotCarry(t *testing.T) {
 		t.Fatalf("the same tracks again: %v", err)
 	}
 }
+
+// TestAddLostCountsTheSourcesLosses: frames a source could not put (before
+// the producer existed too) are in Stats.Lost beside the producer's own,
+// by reason, and count as unexpected; the frames put are all delivered.
+func TestAddLostCountsTheSourcesLosses(t *testing.T) {
+	srv := newFakeKVS(t)
+	p, _ := newTestProducer(t, srv, ProducerConfig{})
+	p.AddLost(Losses{BeforeKeyFrame: 4})
+	buf := make([]byte, 100)
+	for i := range 60 {
+		if err := p.Put(stampedFrame(buf, i, 100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.AddLost(Losses{Undecodable: 5, Damaged: 1})
+	p.AddLost(Losses{BeforeKeyFrame: 2})
+	st, err := p.Close(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Losses{BeforeKeyFrame: 6, Undecodable: 5, Damaged: 1}
+	if st.Lost != want || st.Lost.Total() != 12 || st.Lost.Unexpected() != 12 || st.Frames != 60 || st.Persisted != st.Fragments {
+		t.Fatalf("stats %+v", st)
+	}
+	if s := st.Lost.String(); !strings.Contains(s, "6 before the first key frame") || !strings.Contains(s, "5 needing frames the input does not give") ||
+		!strings.Contains(s, "1 damaged or missing in the input") {
+		t.Fatalf("losses say %q", s)
+	}
+}

@@ -8,8 +8,9 @@ import (
 
 // Stats counts what the producer did.
 type Stats struct {
-	// Frames counts frames put; Lost, those of them that did not reach
-	// the service, and why.
+	// Frames counts frames put; Lost, the frames that did not reach the
+	// service, and why: those put that could not be sent, and those the
+	// source could not put (see Producer.AddLost).
 	Frames int64
 	Lost   Losses
 	// Discontinuities counts jumps of the source's timestamps the
@@ -32,7 +33,9 @@ type Stats struct {
 }
 
 // Losses counts frames that did not reach the service, by reason. Every
-// frame put is either sent once, at its own time, or counted here.
+// frame put is either sent once, at its own time, or counted here; so is
+// every frame of the input its source could not put, when the source says
+// so (Producer.AddLost).
 type Losses struct {
 	// BeforeKeyFrame: video before the first key frame (of the stream, or
 	// after a new header), and audio more than the interleaving window
@@ -54,11 +57,25 @@ type Losses struct {
 	// Refused: frames of fragments the service refused for good, and the
 	// rest of such a fragment up to the next key frame.
 	Refused int64
+	// Undecodable: pictures the source could not send because they need
+	// frames the input does not give (those an MP4 shows between an edit's
+	// start and the next key frame need the pre-roll the edit hides).
+	Undecodable int64
+	// Damaged: frames damaged or missing in the input (MPEG-TS packets
+	// lost on the way).
+	Damaged int64
 }
 
 // Total returns the frames lost for any reason.
 func (l Losses) Total() int64 {
-	return l.BeforeKeyFrame + l.Discontinuity + l.OutOfOrder + l.TooLong + l.Overflow + l.Refused
+	return l.BeforeKeyFrame + l.Discontinuity + l.OutOfOrder + l.TooLong + l.Overflow + l.Refused + l.Undecodable + l.Damaged
+}
+
+// Add returns the sum of two counts.
+func (l Losses) Add(o Losses) Losses {
+	return Losses{BeforeKeyFrame: l.BeforeKeyFrame + o.BeforeKeyFrame, Discontinuity: l.Discontinuity + o.Discontinuity,
+		OutOfOrder: l.OutOfOrder + o.OutOfOrder, TooLong: l.TooLong + o.TooLong, Overflow: l.Overflow + o.Overflow,
+		Refused: l.Refused + o.Refused, Undecodable: l.Undecodable + o.Undecodable, Damaged: l.Damaged + o.Damaged}
 }
 
 // Unexpected returns the frames lost for reasons other than the user's
@@ -75,6 +92,8 @@ func (l Losses) Reasons() []LossReason {
 		{"too_long", "more than 32 s after their fragment's key frame", l.TooLong},
 		{"overflow", "in fragments dropped from a full buffer", l.Overflow},
 		{"refused", "in fragments the service refused", l.Refused},
+		{"undecodable", "needing frames the input does not give (shown after an MP4 cut, before the next key frame)", l.Undecodable},
+		{"damaged", "damaged or missing in the input", l.Damaged},
 	}
 }
 

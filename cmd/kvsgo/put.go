@@ -216,18 +216,29 @@ func put(ctx context.Context, env *cliEnv, log *slog.Logger, f putFlags) error {
 		return fmt.Errorf("source %s: %w", f.src, runErr)
 	case closeErr != nil:
 		return closeErr
-	case st.Lost.Unexpected() > 0:
-		return lostError(st.Lost)
+	case failingLosses(st.Lost, source.Live(f.src)) > 0:
+		return lostError(st.Lost, source.Live(f.src))
 	}
 	return nil
 }
 
-// lostError says why frames were lost and what to do; loss from the
-// user's own buffer limits (--buffer, --storage-size) is theirs to choose
-// and not an error.
-func lostError(l kvs.Losses) error {
+// failingLosses counts the frames lost that make put fail: all but those
+// of the user's own buffer limits (--buffer, --storage-size), which are
+// theirs to choose, and, for a live source (a camera, a program), those
+// before its first key frame of each (re)connection, which it sent before
+// kvsgo could use them.
+func failingLosses(l kvs.Losses, live bool) int64 {
+	n := l.Unexpected()
+	if live {
+		n -= l.BeforeKeyFrame
+	}
+	return n
+}
+
+// lostError says why frames were lost and what to do.
+func lostError(l kvs.Losses, live bool) error {
 	var advice []string
-	if l.BeforeKeyFrame > 0 {
+	if l.BeforeKeyFrame > 0 && !live {
 		advice = append(advice, "start the source at a key frame, or make the encoder send them often (ffmpeg -g, x264enc key-int-max)")
 	}
 	if l.Discontinuity > 0 {
@@ -242,7 +253,13 @@ func lostError(l kvs.Losses) error {
 	if l.Refused > 0 {
 		advice = append(advice, "see the service's errors above")
 	}
-	return fmt.Errorf("%d frames were not delivered (%s); %s", l.Unexpected(), l, strings.Join(advice, "; "))
+	if l.Undecodable > 0 {
+		advice = append(advice, "cut MP4s at a key frame, or re-encode them, to keep the pictures after the cut")
+	}
+	if l.Damaged > 0 {
+		advice = append(advice, "the input is damaged (packets missing): check the file, or the link it came over")
+	}
+	return fmt.Errorf("%d frames were not delivered (%s); %s", l.Total(), l, strings.Join(advice, "; "))
 }
 
 // loadAWS resolves region, credentials and the endpoint the standard way.
@@ -274,12 +291,15 @@ func loadAWS(ctx context.Context, f putFlags) (aws.Config, string, error) {
 	return cfg, strings.TrimSuffix(endpoint, "/"), nil
 }
 
-// producerSink starts the producer when the source knows its tracks.
+// producerSink starts the producer when the source knows its tracks, and
+// counts the frames the source could not pass on among the producer's
+// losses.
 type producerSink struct {
-	ctx context.Context
-	cfg kvs.ProducerConfig
-	mu  sync.Mutex
-	p   *kvs.Producer
+	ctx     context.Context
+	cfg     kvs.ProducerConfig
+	mu      sync.Mutex
+	p       *kvs.Producer
+	dropped kvs.Losses // before the producer started
 }
 
 // Start starts the producer; a source calls it again when its tracks or
@@ -295,9 +315,32 @@ func (s *producerSink) Start(tracks []media.Track) error {
 	}
 	s.mu.Lock()
 	s.p = p
+	p.AddLost(s.dropped)
 	s.mu.Unlock()
 	return nil
 }
+
+// Drop counts frames the source could not pass on (it logs them).
+func (s *producerSink) Drop(_ uint8, frames int, why source.Loss) {
+	var l kvs.Losses
+	switch why {
+	case source.LossBeforeKeyFrame:
+		l.BeforeKeyFrame = int64(frames)
+	case source.LossUndecodable:
+		l.Undecodable = int64(frames)
+	default:
+		l.Damaged = int64(frames)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.p == nil {
+		s.dropped = s.dropped.Add(l)
+		return
+	}
+	s.p.AddLost(l)
+}
+
+var _ source.DropSink = (*producerSink)(nil)
 
 func (s *producerSink) Frame(f media.Frame) error { return s.producer().Put(f) }
 

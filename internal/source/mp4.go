@@ -167,7 +167,7 @@ func (m *MP4) send(ctx context.Context, sink Sink, log *slog.Logger, now func() 
 		log.Info("not sending the frames the MP4's edit list hides (the pre-roll before a cut, as players do)", "frames", v.hidden)
 	}
 	if v.video {
-		reportDrop(sink, log, 1, v.lost, "the video frames shown between the MP4 edit's start and the next key frame: they need the hidden frames before the cut to decode, and Kinesis Video Streams cannot carry frames that are decoded but not shown; cut at a key frame, or re-encode, to keep them",
+		reportDrop(sink, log, 1, v.lost, LossUndecodable, "the video frames shown between the MP4 edit's start and the next key frame: they need the hidden frames before the cut to decode, and Kinesis Video Streams cannot carry frames that are decoded but not shown; cut at a key frame, or re-encode, to keep them",
 			"from", v.lostFrom, "to", v.lostTo)
 	}
 	if err := sink.Start(tracks); err != nil {
@@ -209,7 +209,7 @@ func (m *MP4) send(ctx context.Context, sink Sink, log *slog.Logger, now func() 
 			}
 			if !sentAudio {
 				sentAudio = true
-				reportDrop(sink, log, o.track, early, "the audio before the first video frame: a stream starts at a video key frame")
+				reportDrop(sink, log, o.track, early, LossBeforeKeyFrame, "the audio before the first video frame: a stream starts at a video key frame")
 			}
 		}
 		if o.size > maxSample {
@@ -241,7 +241,7 @@ func (m *MP4) send(ctx context.Context, sink Sink, log *slog.Logger, now func() 
 		}
 	}
 	if !sentAudio && len(readers) > 1 {
-		reportDrop(sink, log, 2, early, "the audio before the first video frame: a stream starts at a video key frame")
+		reportDrop(sink, log, 2, early, LossBeforeKeyFrame, "the audio before the first video frame: a stream starts at a video key frame")
 	}
 	return nil
 }

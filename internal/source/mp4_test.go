@@ -237,8 +237,8 @@ func TestMP4EditListsAsPlayersShow(t *testing.T) {
 			}
 			compareWithPlayer(t, "ffprobe", &got, ffprobePackets(t, path), false)
 			compareWithPlayer(t, "GStreamer", &got, gstPackets(t, path), true)
-			if got.drops[1] != c.lost {
-				t.Fatalf("%d video frames reported lost, want %d", got.drops[1], c.lost)
+			if got.drops[1] != c.lost || got.why[LossUndecodable] != c.lost {
+				t.Fatalf("%d video frames reported lost (%v), want %d undecodable", got.drops[1], got.why, c.lost)
 			}
 			l := logs.String()
 			if c.hiddenPre != strings.Contains(l, "edit list hides") || (c.lost > 0) != strings.Contains(l, "next key frame") ||

@@ -41,7 +41,7 @@ func (m *MPEGTS) Run(ctx context.Context, sink Sink) error {
 			log.Warn("MPEG-TS packets are missing (the continuity counter skips): the frame they belong to is lost", "pid", pid, "losses", losses)
 		}
 		if d, ok := sink.(DropSink); ok && pids[pid] != 0 {
-			d.Drop(pids[pid], 1, "MPEG-TS packets missing")
+			d.Drop(pids[pid], 1, LossDamaged)
 		}
 	})
 	r := &mpegts.Reader{R: joined}
@@ -154,9 +154,9 @@ func (m *MPEGTS) Run(ctx context.Context, sink Sink) error {
 		}
 		if !sawKey {
 			sawKey = true
-			reportDrop(sink, log, 1, beforeKey, "the video before the first key frame (a decoder needs one to start)")
+			reportDrop(sink, log, 1, beforeKey, LossBeforeKeyFrame, "the video before the first key frame (a decoder needs one to start)")
 			if audio != nil {
-				reportDrop(sink, log, 2, audioEarly, "the audio before the first video key frame: a stream starts at one")
+				reportDrop(sink, log, 2, audioEarly, LossBeforeKeyFrame, "the audio before the first video key frame: a stream starts at one")
 			}
 		}
 		if err := pace.wait(ctx, ticks90k(dts)); err != nil {
@@ -203,9 +203,9 @@ func (m *MPEGTS) Run(ctx context.Context, sink Sink) error {
 					return errors.New("the MPEG-TS input ended before the video's parameter sets (SPS/PPS)")
 				}
 				if !sawKey {
-					reportDrop(sink, log, 1, beforeKey, "the video: the input ended before a key frame")
+					reportDrop(sink, log, 1, beforeKey, LossBeforeKeyFrame, "the video: the input ended before a key frame")
 					if audio != nil {
-						reportDrop(sink, log, 2, audioEarly, "the audio: the input ended before a video key frame")
+						reportDrop(sink, log, 2, audioEarly, LossBeforeKeyFrame, "the audio: the input ended before a video key frame")
 					}
 				}
 				return nil

@@ -117,7 +117,7 @@ func TestMPEGTSReportsWhatItSkips(t *testing.T) {
 			t.Fatalf("%s: %d frames sent and %d reported lost; ffprobe finds %d", s.CodecType, got.count(track), got.drops[track], n)
 		}
 	}
-	if got.drops[1] == 0 || !got.frames[0].Key || !strings.Contains(logs, "before the first key frame") {
+	if got.drops[1] == 0 || got.why[LossBeforeKeyFrame] != got.drops[1]+got.drops[2] || !got.frames[0].Key || !strings.Contains(logs, "before the first key frame") {
 		t.Fatalf("the frames before the first key frame are not reported: %v\n%s", got.drops, logs)
 	}
 }
@@ -141,7 +141,7 @@ func TestMPEGTSMissingPackets(t *testing.T) {
 		lossy = append(lossy, pkt...)
 	}
 	got, _, logs := runTS(t, lossy)
-	if got.drops[1] != 1 || got.count(1) != whole.count(1)-1 || got.count(2) != whole.count(2) || !strings.Contains(logs, "packets are missing") {
+	if got.drops[1] != 1 || got.why[LossDamaged] != 1 || got.count(1) != whole.count(1)-1 || got.count(2) != whole.count(2) || !strings.Contains(logs, "packets are missing") {
 		t.Fatalf("video %d of %d sent, %d reported lost; audio %d of %d; log:\n%s", got.count(1), whole.count(1), got.drops[1], got.count(2), whole.count(2), logs)
 	}
 }
