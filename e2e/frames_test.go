@@ -93,8 +93,13 @@ func micros(t *testing.T, s string) int64 {
 // audioMD5 returns the MD5 of every audio packet, undecoded: MPEG-TS's
 // ADTS headers taken off (Matroska carries raw AAC), so that packets
 // compare exactly, even across a join where decoded audio would differ.
+// Of an MP4, the packets players play: not those its edit list hides (the
+// AAC priming), which kvsgo does not send.
 func audioMD5(t *testing.T, path string) []string {
 	t.Helper()
+	if strings.HasSuffix(path, ".mp4") {
+		return shownAudioMD5(t, path)
+	}
 	args := []string{"-v", "error", "-i", path, "-map", "0:a:0", "-c", "copy"}
 	if strings.HasSuffix(path, ".ts") {
 		args = append(args, "-bsf:a", "aac_adtstoasc")
@@ -238,7 +243,7 @@ func TestEveryFrameAtItsTime(t *testing.T) {
 		// Audio alone (item 9): a fragment every 2 s.
 		{name: "aac-mkv", fixture: "aac.mkv", audio: 236, fragments: 3},
 		{name: "aac-ts", fixture: "aac.ts", audio: 236, fragments: 3},
-		{name: "aac-mp4", fixture: "aac.mp4", audio: 236, fragments: 3},
+		{name: "aac-mp4", fixture: "aac.mp4", audio: 235, fragments: 3}, // 236 packets, the first the hidden priming
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -94,9 +94,11 @@ func firstShownKey(pkts []packet) (time.Duration, int) {
 // the cut), with and without B-frames, comes back from get-media as ffmpeg
 // shows it: not the hidden pre-roll; every video frame from the first key
 // frame shown on, decoding to the same pictures (the few shown before that
-// key frame need the hidden ones and are reported as not sent); every
-// audio packet from there on byte for byte, within 1 ms of where ffmpeg
-// places it relative to the first video frame.
+// key frame need the hidden ones: they are reported as not sent, counted,
+// and make put exit 1 saying what to do); every audio packet ffmpeg plays,
+// from the cut on, byte for byte, within 1 ms of where ffmpeg places it
+// relative to the first video frame (the first fragment starts with the
+// audio before that key frame).
 func TestPutCutMP4AsPlayersShow(t *testing.T) {
 	srv := startServe(t, serveArgs(t.TempDir())...)
 	for _, fixture := range []string{"cut-h264-aac.mp4", "cut-bframes-aac.mp4"} {
@@ -105,11 +107,14 @@ func TestPutCutMP4AsPlayersShow(t *testing.T) {
 			src := mediatest.Fixture(t, fixture)
 			stream := strings.TrimSuffix(fixture, ".mp4")
 			out, errOut, code := kvsgoCmd(t, nil, "put", "--stream", stream, "--source", src, "--endpoint", srv.url, "--fast", "--quiet")
-			if code != 0 || !strings.Contains(out, " 0 errors") {
-				t.Fatalf("kvsgo put: exit %d\n%s\n%s", code, out, errOut)
-			}
 			srcPkts := probePackets(t, src)
 			key, lost := firstShownKey(srcPkts)
+			sum := parseSummary(t, out)
+			if code != 1 || !strings.Contains(out, " 0 errors") || sum.lost != lost || sum.persisted != sum.fragments ||
+				!strings.Contains(out, fmt.Sprintf("frames lost: %d needing frames the input does not give", lost)) ||
+				!strings.Contains(errOut, "cut MP4s at a key frame, or re-encode them") {
+				t.Fatalf("kvsgo put: exit %d, want 1 for the %d frames it could not send\n%s\n%s", code, lost, out, errOut)
+			}
 			if lost == 0 || !strings.Contains(errOut, "frames=5") || !strings.Contains(errOut, "shown between the MP4 edit's start and the next key frame") {
 				t.Fatalf("the frames shown before the first key frame (%d) are not reported:\n%s", lost, errOut)
 			}
@@ -124,7 +129,7 @@ func TestPutCutMP4AsPlayersShow(t *testing.T) {
 
 			var wantA, backA []packet
 			for _, p := range srcPkts {
-				if !p.video && p.shown && p.pts >= key {
+				if !p.video && p.shown {
 					p.pts -= key
 					wantA = append(wantA, p)
 				}
@@ -143,7 +148,7 @@ func TestPutCutMP4AsPlayersShow(t *testing.T) {
 				}
 			}
 			if len(backA) != len(wantA) || len(wantA) < 50 {
-				t.Fatalf("%d audio packets back; ffmpeg shows %d from the first video frame on", len(backA), len(wantA))
+				t.Fatalf("%d audio packets back; ffmpeg plays %d", len(backA), len(wantA))
 			}
 			for i := range wantA {
 				if backA[i].md5 != wantA[i].md5 || (backA[i].pts-wantA[i].pts).Abs() > time.Millisecond {

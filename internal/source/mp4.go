@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"os"
 	"time"
 
@@ -128,17 +127,6 @@ func isMP4Video(format string) bool {
 	return false
 }
 
-// order places a sample among the other track's: by decoding time, but a
-// video key frame by its presentation time, so that the sound before it
-// (in time) comes before it too, and ends the fragment before (as kvssink
-// orders tracks, by presentation time).
-func (o mp4Out) order() time.Duration {
-	if o.key && o.track == 1 {
-		return o.pts
-	}
-	return o.dts
-}
-
 // isAAC tells MPEG-4 audio and MPEG-2 AAC (main, LC, SSR) object types.
 func isAAC(objectType byte) bool {
 	return objectType == 0x40 || (objectType >= 0x66 && objectType <= 0x68)
@@ -173,14 +161,7 @@ func (m *MP4) send(ctx context.Context, sink Sink, log *slog.Logger, now func() 
 	if err := sink.Start(tracks); err != nil {
 		return err
 	}
-	// Without video, nothing comes before the first frame.
-	firstVideo := time.Duration(math.MinInt64)
-	if v.video {
-		firstVideo = heads[0].pts
-	}
 	var (
-		early     int // audio before the first video frame
-		sentAudio bool
 		pace      = &pacer{enabled: m.Pace, now: now, log: log, sleep: m.sleep}
 		buf, conv []byte
 		nalus     [][]byte
@@ -188,7 +169,7 @@ func (m *MP4) send(ctx context.Context, sink Sink, log *slog.Logger, now func() 
 	for {
 		i := -1
 		for j := range readers {
-			if live[j] && (i < 0 || heads[j].order() < heads[i].order()) {
+			if live[j] && (i < 0 || heads[j].dts < heads[i].dts) {
 				i = j
 			}
 		}
@@ -199,18 +180,6 @@ func (m *MP4) send(ctx context.Context, sink Sink, log *slog.Logger, now func() 
 		var err error
 		if heads[i], live[i], err = readers[i].next(); err != nil {
 			return err
-		}
-		if !readers[i].video && v.video {
-			if o.pts < firstVideo {
-				// A stream starts at a video key frame; Kinesis Video
-				// Streams has nowhere to put sound before it.
-				early++
-				continue
-			}
-			if !sentAudio {
-				sentAudio = true
-				reportDrop(sink, log, o.track, early, LossBeforeKeyFrame, "the audio before the first video frame: a stream starts at a video key frame")
-			}
 		}
 		if o.size > maxSample {
 			return fmt.Errorf("%w: a sample of %d MB", errMP4, o.size>>20)
@@ -239,9 +208,6 @@ func (m *MP4) send(ctx context.Context, sink Sink, log *slog.Logger, now func() 
 		if err := sink.Frame(media.Frame{Track: o.track, PTS: o.pts, DTS: o.dts, Key: o.key, Data: data}); err != nil {
 			return err
 		}
-	}
-	if !sentAudio && len(readers) > 1 {
-		reportDrop(sink, log, 2, early, LossBeforeKeyFrame, "the audio before the first video frame: a stream starts at a video key frame")
 	}
 	return nil
 }
