@@ -398,3 +398,43 @@ func TestPutSecondSignalQuits(t *testing.T) {
 		t.Fatalf("the second SIGTERM did not quit:\n%s", stderr.String())
 	}
 }
+
+// TestPutProgramRestartedWithOtherPictureSize: an exec: program that fails
+// and comes back at another picture size (640x480, then 320x240) goes on
+// in the same stream: the producer takes the new tracks (a new header with
+// the new codec private data) instead of refusing them; every frame of both
+// runs comes back, each fragment at its run's size, and the run ends 0
+// (the second run ends cleanly, nothing lost).
+func TestPutProgramRestartedWithOtherPictureSize(t *testing.T) {
+	t.Parallel()
+	srv := startServe(t, serveArgs(t.TempDir())...)
+	first := mediatest.Fixture(t, "h264-baseline.h264")
+	second, err := filepath.Abs(filepath.Join(mediatest.Root(t), "internal", "source", "testsrc.h264"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs := filepath.Join(t.TempDir(), "runs")
+	script := fmt.Sprintf(`exec:n=$(cat %[1]s 2>/dev/null || echo 0); echo $((n+1)) > %[1]s; `+
+		`if [ "$n" = 0 ]; then cat %[2]s; echo 'the camera went away' >&2; exit 1; else cat %[3]s; fi`, runs, first, second)
+	out, errOut, code := kvsgoCmd(t, nil, "put", "--stream", "resized", "--source", script, "--endpoint", srv.url, "--quiet")
+	sum := parseSummary(t, out)
+	if code != 0 || sum.lost != 0 || sum.frames != 90+60 || sum.persisted != sum.fragments ||
+		!strings.Contains(errOut, "restarted with other tracks or parameter sets") || !strings.Contains(errOut, "new stream header") {
+		t.Fatalf("kvsgo put: exit %d\n%s\n%s", code, out, errOut)
+	}
+	got := filepath.Join(t.TempDir(), "got.mkv")
+	awsCLI(t, srv.url, "kinesis-video-media", "get-media", "--stream-name", "resized", "--start-selector", "StartSelectorType=EARLIEST", got)
+	var back []string
+	widths := map[int]int{}
+	for _, frag := range fragments(t, got) {
+		back = append(back, mediatest.FrameMD5(t, frag, nil, "", "v:0")...)
+		widths[mediatest.Probe(t, frag, nil, "")[0].Width]++
+	}
+	want := append(mediatest.FrameMD5(t, first, nil, "h264", "v:0"), mediatest.FrameMD5(t, second, nil, "h264", "v:0")...)
+	if len(want) != 150 || !slices.Equal(back, want) {
+		t.Fatalf("%d frames back, %d sent by the two runs, or they differ", len(back), len(want))
+	}
+	if widths[640] != 4 || widths[320] != 2 || len(widths) != 2 {
+		t.Fatalf("fragments by width: %v; want 4 of 640 (key frames every 25 of 90) and 2 of 320", widths)
+	}
+}
