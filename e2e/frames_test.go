@@ -324,61 +324,110 @@ func TestConcatenatedMatroskaNewHeader(t *testing.T) {
 	}
 }
 
-// TestTimestampJumps: `cat a.ts b.ts` (b's timestamps start again) and a
-// second clip 600 s later are discontinuities: the summary reports each,
-// and what comes back is exactly both clips, one after the other, without
-// overlap or a 600 s gap. A clip spliced in after its key frame loses the
-// frames before its next key frame, no more, and the summary says so and
-// put fails (issue 13 item 2).
+// TestTimestampJumps: two MPEG-TS clips one after the other, the second's
+// timestamps going back (`cat a.ts b.ts`) or 600 s on (-output_ts_offset
+// 600), from a file sent in real time and from a pipe. Each jump is told
+// once, as one warning with its size, and counted in the summary; a file
+// goes on in real time without sleeping on the gap; what comes back from
+// get-media is what the summary says: exactly both clips, one after the
+// other, every video frame and audio packet, without overlap or a 600 s
+// gap, nothing lost, nothing dropped from the buffer. A clip spliced in
+// after its key frame loses the frames before its next key frame, no more:
+// one more warning says so, the summary counts them and put fails (issue 13
+// item 2).
 func TestTimestampJumps(t *testing.T) {
 	srv := startServe(t, serveArgs(t.TempDir())...)
-	a := mediatest.ReadFixture(t, "cat-a.ts")
-	b := mediatest.ReadFixture(t, "cat-b.ts")
-	// b from its frame 10 on: its first 20 frames cannot be decoded
+	// cat-b.ts from its frame 10 on: its first 20 frames cannot be decoded
 	// without the 10 before them.
-	pos := packetPositions(t, mediatest.Fixture(t, "cat-b.ts"))
-	cut := pos[10] / 188 * 188
+	cut := packetPositions(t, mediatest.Fixture(t, "cat-b.ts"))[10] / 188 * 188
 	cases := []struct {
-		name     string
-		second   []byte
-		secondFx string
-		lost     int
-		skip     int   // video frames of the second clip that cannot come back
-		span     int64 // µs, first to last video frame
-		gap      int64 // µs, longest between two video frames
+		name          string
+		first, second string // fixtures
+		cut           bool   // the second from its video frame 10 on
+		file          bool   // from a file, in real time; else from a pipe
+		jump          *regexp.Regexp
+		lost          int
+		skip          int   // video frames of the second clip that cannot come back
+		gap           int64 // µs, longest between two video frames
 	}{
-		{"back", b, "cat-b.ts", 0, 0, 4_100_000, 70_000},
-		{"ahead-600s", mediatest.ReadFixture(t, "cat-600.ts"), "cat-600.ts", 0, 0, 4_100_000, 70_000},
+		{"file-back", "clip-a.ts", "clip-b.ts", false, true, regexp.MustCompile(`jumped back by 1\.9\d*s`), 0, 0, 70_000},
+		{"file-ahead-600s", "clip-a.ts", "clip-b-600.ts", false, true, regexp.MustCompile(`jumped ahead by 9m58\.\d*s`), 0, 0, 70_000},
+		{"pipe-back", "cat-a.ts", "cat-b.ts", false, false, regexp.MustCompile(`jumped back by 1\.9\d*s`), 0, 0, 70_000},
+		{"pipe-ahead-600s", "cat-a.ts", "cat-600.ts", false, false, regexp.MustCompile(`jumped ahead by 9m5\d\.\d*s`), 0, 0, 70_000},
 		// The second clip's audio goes on from the cut; its video from
 		// its key frame, 20 frames (0.67 s) later.
-		{"back-mid-gop", b[cut:], "cat-b.ts", 20, 30, 4_100_000, 1_200_000},
+		{"pipe-back-mid-gop", "cat-a.ts", "cat-b.ts", true, false, regexp.MustCompile(`jumped back by \d`), 20, 30, 1_200_000},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			stdin := append(append([]byte(nil), a...), c.second...)
-			sum, code, errOut, got := putAndGet(t, srv, "jump-"+c.name, "-", stdin)
-			if sum.discontinuities != 1 || sum.lost != c.lost || !strings.Contains(errOut, "the source's timestamps jumped") {
+			second := mediatest.ReadFixture(t, c.second)
+			if c.cut {
+				second = second[cut:]
+			}
+			joined := append(mediatest.ReadFixture(t, c.first), second...)
+			stream := "jump-" + c.name
+			args := []string{"put", "--stream", stream, "--endpoint", srv.url, "--quiet"}
+			var stdin []byte
+			if c.file {
+				path := filepath.Join(t.TempDir(), "joined.ts")
+				if err := os.WriteFile(path, joined, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				args = append(args, "--source", path)
+			} else {
+				args, stdin = append(args, "--source", "-", "--fast"), joined
+			}
+			start := time.Now()
+			out, errOut, code := kvsgoCmd(t, stdin, args...)
+			took := time.Since(start)
+			sum := parseSummary(t, out)
+			// Told once: one line about the jump, one more if video is lost
+			// after it; none from the pacer (it notes jumps at debug level).
+			var told []string
+			for l := range strings.Lines(errOut) {
+				if strings.Contains(l, "level=") && strings.Contains(strings.ToLower(l), "jump") {
+					told = append(told, l)
+				}
+			}
+			wantTold := 1
+			if c.lost > 0 {
+				wantTold = 2
+			}
+			if len(told) != wantTold || !c.jump.MatchString(told[0]) || !strings.Contains(told[0], "level=WARN") {
+				t.Fatalf("the jump is not told once with its size (%s):\n%s", c.jump, errOut)
+			}
+			if sum.discontinuities != 1 || sum.lost != c.lost || !strings.Contains(out, " 0 dropped fragments") || sum.persisted != sum.fragments {
 				t.Fatalf("kvsgo put: %s\n%s", sum.line, errOut)
 			}
 			if c.lost == 0 && code != 0 {
 				t.Fatalf("exit %d with nothing lost\n%s", code, errOut)
 			}
-			if c.lost > 0 && (code == 0 || !strings.Contains(sum.line, fmt.Sprintf("%d after a timestamp jump back", c.lost)) ||
-				!strings.Contains(errOut, "frames were not delivered")) {
+			if c.lost > 0 && (code != 1 || !strings.Contains(sum.line, fmt.Sprintf("%d after a timestamp jump back", c.lost)) ||
+				!strings.Contains(told[1], "does not start at a key frame") || !strings.Contains(errOut, "frames were not delivered")) {
 				t.Fatalf("a loss not reported: exit %d\n%s\n%s", code, sum.line, errOut)
 			}
-			wantA := mediatest.FrameMD5(t, mediatest.Fixture(t, "cat-a.ts"), nil, "", "v:0")
-			wantB := mediatest.FrameMD5(t, mediatest.Fixture(t, c.secondFx), nil, "", "v:0")
+			// 120 frames at 30 fps: the last is due 3.97 s after the first.
+			if c.file && (took < 3900*time.Millisecond || took > 30*time.Second) {
+				t.Fatalf("took %v to send 4 s of video in real time", took)
+			}
+
+			got := filepath.Join(t.TempDir(), "got.mkv")
+			awsCLI(t, srv.url, "kinesis-video-media", "get-media", "--stream-name", stream, "--start-selector", "StartSelectorType=EARLIEST", got)
+			wantA := mediatest.FrameMD5(t, mediatest.Fixture(t, c.first), nil, "", "v:0")
+			wantB := mediatest.FrameMD5(t, mediatest.Fixture(t, c.second), nil, "", "v:0")
 			want := append(slices.Clone(wantA), wantB[c.skip:]...)
 			back := mediatest.FrameMD5(t, got, nil, "", "v:0")
 			if len(wantA) != 60 || !slices.Equal(back, want) {
 				t.Fatalf("video: %d frames back, want %d (the first clip, then the second from frame %d)", len(back), len(want), c.skip)
 			}
-			if c.skip == 0 {
-				wantAudio := append(audioMD5(t, mediatest.Fixture(t, "cat-a.ts")), audioMD5(t, mediatest.Fixture(t, c.secondFx))...)
+			if !c.cut {
+				wantAudio := append(audioMD5(t, mediatest.Fixture(t, c.first)), audioMD5(t, mediatest.Fixture(t, c.second))...)
 				if backA := audioMD5(t, got); !slices.Equal(backA, wantAudio) {
 					t.Fatalf("audio: %d packets back, %d sent, or they differ", len(backA), len(wantAudio))
+				}
+				if sum.frames != len(want)+len(wantAudio) {
+					t.Fatalf("the summary counts %d frames, get-media gives back %d", sum.frames, len(want)+len(wantAudio))
 				}
 			}
 			// One clip after the other: video times increase, with no gap
@@ -390,7 +439,7 @@ func TestTimestampJumps(t *testing.T) {
 					t.Fatalf("video frames %d and %d are %d µs apart", i-1, i, d)
 				}
 			}
-			if span := vt[len(vt)-1] - vt[0]; span > c.span {
+			if span := vt[len(vt)-1] - vt[0]; span > 4_100_000 {
 				t.Fatalf("the two clips span %d µs", span)
 			}
 		})

@@ -159,54 +159,6 @@ func TestPutCutMP4AsPlayersShow(t *testing.T) {
 	}
 }
 
-// TestPutTimestampJumpsInRealTime: two MPEG-TS clips one after the other
-// in a file, the second with timestamps that go back (as after cat a.ts
-// b.ts) or 600 s on (-output_ts_offset 600), are sent in real time: about
-// the 4 s of video they hold, never a sleep on the gap; the jump is
-// reported once, with its size.
-func TestPutTimestampJumpsInRealTime(t *testing.T) {
-	srv := startServe(t, serveArgs(t.TempDir())...)
-	a, b := mediatest.ReadFixture(t, "clip-a.ts"), mediatest.ReadFixture(t, "clip-b.ts")
-	for _, c := range []struct {
-		name, second, jump, size string
-	}{
-		{"back", "clip-b.ts", "jump back", "jump=1.9"},             // to b.ts's start from a.ts's end
-		{"forward", "clip-b-600.ts", "jump forward", "jump=9m58."}, // both clips start at 1.4 s
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			t.Parallel()
-			path := filepath.Join(t.TempDir(), "joined.ts")
-			if err := os.WriteFile(path, append(append([]byte{}, a...), mediatest.ReadFixture(t, c.second)...), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			start := time.Now()
-			out, errOut, code := kvsgoCmd(t, nil, "put", "--stream", "jump-"+c.name, "--source", path, "--endpoint", srv.url, "--quiet")
-			took := time.Since(start)
-			if code != 0 {
-				t.Fatalf("kvsgo put: exit %d\n%s\n%s", code, out, errOut)
-			}
-			// 120 frames at 30 fps: the last is due 3.97 s after the first.
-			if took < 3900*time.Millisecond || took > 30*time.Second {
-				t.Fatalf("took %v to send 4 s of video", took)
-			}
-			if strings.Count(errOut, c.jump) != 1 || !strings.Contains(errOut, c.size) {
-				t.Fatalf("the discontinuity is not reported once with its size:\n%s", errOut)
-			}
-			// What the producer makes of the jump (a new fragment, rebasing
-			// onto the wall clock) is the producer's half: the source hands
-			// on every frame with the clips' own timestamps
-			// (TestMPEGTSConcatenated in internal/source).
-		})
-	}
-	t.Run("cat a.ts b.ts | put -", func(t *testing.T) {
-		t.Parallel()
-		out, errOut, code := kvsgoCmd(t, append(append([]byte{}, a...), b...), "put", "--stream", "jump-stdin", "--source", "-", "--endpoint", srv.url, "--quiet")
-		if code != 0 || strings.Count(errOut, "jump back") != 1 {
-			t.Fatalf("kvsgo put: exit %d\n%s\n%s", code, out, errOut)
-		}
-	})
-}
-
 // TestPutSupervisedProgramFailing: a gst: pipeline whose identity element
 // fails after 30 buffers, and an exec: command that exits 1 after its
 // video, are restarted with back-off (each restart in the log, the

@@ -50,7 +50,8 @@ type framePath struct {
 	keys      int
 	firstKey  time.Duration
 	// skip drops video of a track until its next key frame, after its
-	// timestamps jumped back; the count is Lost.Discontinuity.
+	// timestamps jumped back; the count is Lost.Discontinuity. The value
+	// says whether the user was told.
 	skip map[uint8]bool
 	// drop drops every frame up to the next fragment start (the service
 	// refused the fragment being written); fragSkip, frames of the
@@ -169,10 +170,16 @@ func (fp *framePath) put(f media.Frame) error {
 	if tq.video && pl.joined && pl.back {
 		// A stream spliced after its key frame: its pictures refer to
 		// ones that never came.
-		fp.skip[f.Track] = true
+		fp.skip[f.Track] = false
 	}
-	if fp.skip[f.Track] {
+	if told, ok := fp.skip[f.Track]; ok {
 		if !f.Key {
+			if !told {
+				fp.skip[f.Track] = true
+				fp.event(Event{Type: EventWarning, Message: fmt.Sprintf(
+					"the video after the jump back does not start at a key frame (track %d, at %s: clips joined in the middle of a GOP): its frames up to the next key frame cannot be decoded and are not sent",
+					f.Track, f.DTS.Round(time.Millisecond))})
+			}
 			fp.stats.Lost.Discontinuity++
 			return nil
 		}
@@ -189,15 +196,13 @@ func (fp *framePath) put(f media.Frame) error {
 
 func (fp *framePath) discontinuity(f media.Frame, pl placed) {
 	fp.stats.Discontinuities++
-	what := fmt.Sprintf("jumped ahead by %s", pl.by.Round(time.Millisecond))
-	then := "the gap is closed"
+	msg := fmt.Sprintf("the source's timestamps jumped ahead by %s (track %d, to %s): the stream goes on without a gap of that size",
+		pl.by.Round(time.Millisecond), f.Track, f.DTS.Round(time.Millisecond))
 	if pl.back {
-		what = fmt.Sprintf("jumped back by %s", (-pl.by).Round(time.Millisecond))
-		then = "video resumes at the next key frame"
+		msg = fmt.Sprintf("the source's timestamps jumped back by %s (track %d, to %s; a new clip joined on?): the stream goes on after what it holds, without overlap",
+			(-pl.by).Round(time.Millisecond), f.Track, f.DTS.Round(time.Millisecond))
 	}
-	fp.event(Event{Type: EventDiscontinuity, Message: fmt.Sprintf(
-		"the source's timestamps %s (track %d, at %s): the stream goes on at its own clock, without overlap; %s",
-		what, f.Track, f.DTS.Round(time.Millisecond), then)})
+	fp.event(Event{Type: EventDiscontinuity, Message: msg})
 }
 
 // drain writes every frame the interleaver lets go.

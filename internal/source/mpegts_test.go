@@ -21,7 +21,7 @@ func runTS(t *testing.T, data []byte) (*collect, *fakeClock, string) {
 	t.Helper()
 	var logs syncBuffer
 	clock := newFakeClock()
-	src := &MPEGTS{R: bytes.NewReader(data), Pace: true, Now: clock.now, sleep: clock.sleep, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	src := &MPEGTS{R: bytes.NewReader(data), Pace: true, Now: clock.now, sleep: clock.sleep, Logger: slog.New(slog.NewTextHandler(&logs, debug))}
 	var got collect
 	if err := src.Run(context.Background(), &got); err != nil {
 		t.Fatal(err)
