@@ -462,9 +462,12 @@ func packetPositions(t *testing.T, path string) []int {
 }
 
 // TestLossesInMetricsAndExitStatus: while `kvsgo put` runs, /metrics
-// counts the discontinuity and the frames lost after it, by reason; at the
-// end the summary says the same and the exit status is 1 with the reason
-// (issue 13 item 10).
+// counts the discontinuities and the frames lost, by reason: those the
+// source skipped (the 20 pictures before the first key frame of an input
+// that starts mid-GOP) and those the producer could not send (the audio
+// more than the interleaving window before that key frame, the 20 pictures
+// after a jump back mid-GOP); at the end the summary says the same and the
+// exit status is 1 with the reasons (issue 13 item 10).
 func TestLossesInMetricsAndExitStatus(t *testing.T) {
 	t.Parallel()
 	srv := startServe(t, serveArgs(t.TempDir())...)
@@ -485,10 +488,11 @@ func TestLossesInMetricsAndExitStatus(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill() })
 	// The input stays open: put is still running when /metrics is read.
-	if _, err := stdin.Write(append(mediatest.ReadFixture(t, "cat-a.ts"), b[cut:]...)); err != nil {
+	if _, err := stdin.Write(append(append(slices.Clone(b[cut:]), mediatest.ReadFixture(t, "cat-a.ts")...), b[cut:]...)); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{`kvsgo_put_discontinuities 1`, `kvsgo_put_frames_lost{reason="discontinuity"} 20`, `kvsgo_put_frames_lost{reason="before_key_frame"} 0`}
+	want := []string{`kvsgo_put_discontinuities 2`, `kvsgo_put_frames_lost{reason="discontinuity"} 20`, `kvsgo_put_frames_lost{reason="before_key_frame"} 21`,
+		`kvsgo_put_frames_lost{reason="damaged"} 0`}
 	deadline := time.Now().Add(30 * time.Second)
 	var body string
 	for {
@@ -512,8 +516,8 @@ func TestLossesInMetricsAndExitStatus(t *testing.T) {
 		t.Fatalf("exit: %v\n%s\n%s", err, o.String(), e.String())
 	}
 	sum := parseSummary(t, o.String())
-	if sum.lost != 20 || sum.discontinuities != 1 || !strings.Contains(o.String(), "frames lost: 20 after a timestamp jump back") ||
-		!strings.Contains(e.String(), "20 frames were not delivered") {
+	if sum.lost != 41 || sum.discontinuities != 2 || !strings.Contains(o.String(), "frames lost: 21 before the first key frame, 20 after a timestamp jump back") ||
+		!strings.Contains(e.String(), "41 frames were not delivered") || !strings.Contains(e.String(), "start the source at a key frame") {
 		t.Fatalf("summary:\n%s\n%s", o.String(), e.String())
 	}
 	t.Logf("%s%s", o.String(), lastLines([]byte(e.String()), 1))

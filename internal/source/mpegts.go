@@ -25,6 +25,10 @@ type MPEGTS struct {
 	sleep  func(context.Context, time.Duration) error // the pacer's, in tests
 }
 
+// maxEarlyAudio bounds the audio kept while waiting for the first video
+// key frame: 5 s of 48 kHz AAC, far more than any muxer sends ahead.
+const maxEarlyAudio = 256
+
 func ticks90k(t int64) time.Duration { return time.Duration(t) * time.Second / 90000 }
 
 // Run implements Source.
@@ -98,8 +102,13 @@ func (m *MPEGTS) Run(ctx context.Context, sink Sink) error {
 	started, sawKey := false, false
 	var (
 		buf                   []byte
-		beforeKey, audioEarly int // frames before the first video key frame
-		decodeErrors          int
+		beforeKey, audioEarly int // frames before the first video key frame, not handed on
+		// early holds the audio that comes before the first video key
+		// frame (a muxer sends audio ahead of video; a stream joined in
+		// the middle of a GOP): it is handed on with that key frame, and
+		// the producer keeps what belongs with it by time.
+		early        []media.Frame
+		decodeErrors int
 	)
 	r.OnDecodeError(func(err error) {
 		// Data the demuxer could not make into frames is lost: say so,
@@ -156,8 +165,14 @@ func (m *MPEGTS) Run(ctx context.Context, sink Sink) error {
 			sawKey = true
 			reportDrop(sink, log, 1, beforeKey, LossBeforeKeyFrame, "the video before the first key frame (a decoder needs one to start)")
 			if audio != nil {
-				reportDrop(sink, log, 2, audioEarly, LossBeforeKeyFrame, "the audio before the first video key frame: a stream starts at one")
+				reportDrop(sink, log, 2, audioEarly, LossBeforeKeyFrame, "the audio long before the first video key frame: a stream starts at one")
 			}
+			for _, f := range early {
+				if err := sink.Frame(f); err != nil {
+					return err
+				}
+			}
+			early = nil
 		}
 		if err := pace.wait(ctx, ticks90k(dts)); err != nil {
 			return err
@@ -175,12 +190,16 @@ func (m *MPEGTS) Run(ctx context.Context, sink Sink) error {
 	if audio != nil {
 		r.OnDataMPEG4Audio(audio, func(pts int64, aus [][]byte) error {
 			pts = td.Decode(pts)
-			if !started || !sawKey {
-				audioEarly += len(aus)
-				return nil
-			}
 			for i, au := range aus {
 				ts := ticks90k(pts) + time.Duration(i)*1024*time.Second/time.Duration(rate)
+				if !sawKey {
+					if len(early) == maxEarlyAudio {
+						early = append(early[:0], early[1:]...)
+						audioEarly++
+					}
+					early = append(early, media.Frame{Track: audioTrack, PTS: ts, DTS: ts, Key: true, Data: append([]byte(nil), au...)})
+					continue
+				}
 				if video == nil { // audio alone sets the pace
 					if err := pace.wait(ctx, ts); err != nil {
 						return err
@@ -205,7 +224,7 @@ func (m *MPEGTS) Run(ctx context.Context, sink Sink) error {
 				if !sawKey {
 					reportDrop(sink, log, 1, beforeKey, LossBeforeKeyFrame, "the video: the input ended before a key frame")
 					if audio != nil {
-						reportDrop(sink, log, 2, audioEarly, LossBeforeKeyFrame, "the audio: the input ended before a video key frame")
+						reportDrop(sink, log, 2, audioEarly+len(early), LossBeforeKeyFrame, "the audio: the input ended before a video key frame")
 					}
 				}
 				return nil
