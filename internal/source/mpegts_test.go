@@ -3,6 +3,7 @@ package source
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -220,5 +221,32 @@ func TestConcatenatedTSKeepsEveryFrame(t *testing.T) {
 			t.Fatalf("%s reads: %d frames (%d video), want the %d of both files in order; reported lost %v",
 				rd.name, len(g), got.count(1), len(want), got.drops)
 		}
+	}
+}
+
+// TestTSJoinsReads: the join mender never returns 0 bytes without an
+// error (callers would spin), passes an input that ends in a partial
+// packet on as it is, and then the input's error.
+func TestTSJoinsReads(t *testing.T) {
+	a := mediatest.ReadFixture(t, "cat-a.ts")
+	in := append(slices.Clone(a[:188*3]), a[188*3:188*3+100]...)
+	j := newTSJoins(iotest.OneByteReader(bytes.NewReader(in)), nil, nil)
+	var out []byte
+	buf := make([]byte, 1000)
+	for {
+		n, err := j.Read(buf)
+		if n == 0 && err == nil {
+			t.Fatal("Read returned 0 bytes and no error")
+		}
+		out = append(out, buf[:n]...)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !bytes.Equal(out, in) {
+		t.Fatalf("%d bytes out, %d in, or they differ", len(out), len(in))
 	}
 }
