@@ -87,8 +87,11 @@ func (o *iotOptions) credentials(ctx context.Context) (aws.CredentialsProvider, 
 	}
 	if _, err := creds.Retrieve(ctx); err != nil {
 		var ie *iot.Error
-		if !errors.As(err, &ie) || !ie.Temporary {
+		if !errors.As(err, &ie) {
 			return nil, err
+		}
+		if !ie.Temporary {
+			return nil, ie // without the cache's "failed to refresh cached credentials"
 		}
 		if o.cfg.Logger != nil {
 			o.cfg.Logger.Warn("no AWS IoT credentials yet; trying again as the stream starts", "err", ie)
