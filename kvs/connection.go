@@ -70,14 +70,21 @@ func (p *Producer) run() {
 			p.flush()
 		}
 		creds, err := p.cfg.Credentials.Retrieve(p.ctx)
+		if err != nil && retryableCredentials(err) && p.ctx.Err() == nil {
+			if failingSince.IsZero() {
+				failingSince = p.cfg.Now()
+			}
+			p.event(Event{Type: EventDisconnected, Err: err, Message: fmt.Sprintf("cannot get AWS credentials (%v); retrying in %s", err, delay.Round(time.Millisecond))})
+			if !p.sleep(&delay) {
+				return
+			}
+			continue
+		}
 		if err != nil {
-			p.setFatal(fmt.Errorf("no AWS credentials: %w (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)", err))
+			p.setFatal(credentialsError(err))
 			return
 		}
-		maxAge := p.cfg.MaxConnectionAge
-		if creds.CanExpire {
-			maxAge = min(maxAge, creds.Expires.Sub(p.cfg.Now())-time.Minute)
-		}
+		maxAge := connectionAge(creds, p.cfg.Now(), p.cfg.MaxConnectionAge)
 		sess, err := OpenSession(p.ctx, SessionConfig{Endpoint: endpoint, Stream: p.cfg.Stream.Name, Region: p.cfg.Region,
 			Credentials: creds, HTTPClient: p.cfg.HTTPClient, Now: p.cfg.Now})
 		if err != nil {

@@ -225,8 +225,8 @@ func TestStaleWhenThePeerStopsReading(t *testing.T) {
 	_, _ = p.Close(context.Background())
 }
 
-// expiringCreds hands out credentials that expire a minute and a second
-// from now, counting how often they are fetched.
+// expiringCreds hands out credentials that expire a second from now,
+// counting how often they are fetched.
 type expiringCreds struct {
 	mu    sync.Mutex
 	calls int
@@ -236,7 +236,7 @@ func (e *expiringCreds) Retrieve(context.Context) (aws.Credentials, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.calls++
-	return aws.Credentials{AccessKeyID: "AKID", SecretAccessKey: "s", CanExpire: true, Expires: time.Now().Add(61 * time.Second)}, nil
+	return aws.Credentials{AccessKeyID: "AKID", SecretAccessKey: "s", CanExpire: true, Expires: time.Now().Add(time.Second)}, nil
 }
 
 // TestRotatesConnectionsAndCredentials: the connection is renewed at a

@@ -117,35 +117,68 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
-// version is set at link time by scripts/build (-X main.version=...).
-var version = ""
+// Set at link time by scripts/release (-ldflags "-X main.version=…
+// -X main.commit=… -X main.date=…"); otherwise read from the build info.
+var version, commit, date string
 
 func runVersion(env *cliEnv, args []string) error {
 	fs := newFlagSet(env, "version", "version")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	fmt.Fprintf(env.stdout, "kvsgo %s (%s, %s/%s)\n", buildVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	b := readBuild()
+	details := []string{}
+	if b.commit != "" {
+		details = append(details, "commit "+b.commit)
+	}
+	if b.date != "" {
+		details = append(details, b.date)
+	}
+	details = append(details, runtime.Version(), runtime.GOOS+"/"+runtime.GOARCH)
+	fmt.Fprintf(env.stdout, "kvsgo %s (%s)\n", b.version, strings.Join(details, ", "))
 	return nil
 }
 
-// buildVersion prefers the linker-set version, then the module version,
-// then the VCS revision the binary was built from.
-func buildVersion() string {
-	if version != "" {
-		return version
-	}
+type build struct{ version, commit, date string }
+
+// readBuild prefers what the linker set, then the module version (go
+// install …@v1.2.3), then the VCS revision and time Go records when it
+// builds from a checkout.
+func readBuild() build {
+	b := build{version: version, commit: commit, date: date}
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
-		return "devel"
+		if b.version == "" {
+			b.version = "devel"
+		}
+		return b
 	}
-	if v := info.Main.Version; v != "" && v != "(devel)" {
-		return v
-	}
+	var revision, modified string
 	for _, s := range info.Settings {
-		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-			return "devel-" + s.Value[:12]
+		switch s.Key {
+		case "vcs.revision":
+			revision = s.Value
+		case "vcs.time":
+			if b.date == "" {
+				b.date = s.Value
+			}
+		case "vcs.modified":
+			if s.Value == "true" {
+				modified = "+modified"
+			}
 		}
 	}
-	return "devel"
+	if b.commit == "" && revision != "" {
+		b.commit = revision + modified
+	}
+	switch {
+	case b.version != "":
+	case info.Main.Version != "" && info.Main.Version != "(devel)":
+		b.version = info.Main.Version
+	case len(revision) >= 12:
+		b.version = "devel-" + revision[:12]
+	default:
+		b.version = "devel"
+	}
+	return b
 }

@@ -87,3 +87,53 @@ func TestPutFlagsAndKVSSinkAliases(t *testing.T) {
 		t.Fatalf("kvssink aliases: %d %q", code, errOut)
 	}
 }
+
+// TestVersionFromLinker: what scripts/release sets is what `kvsgo version`
+// prints.
+func TestVersionFromLinker(t *testing.T) {
+	defer func(v, c, d string) { version, commit, date = v, c, d }(version, commit, date)
+	version, commit, date = "v1.2.3", "0123456789abcdef0123456789abcdef01234567", "2026-03-01T12:00:00Z"
+	_, out, _ := runCLI("version")
+	want := "kvsgo v1.2.3 (commit 0123456789abcdef0123456789abcdef01234567, 2026-03-01T12:00:00Z, " + runtime.Version() + ", " + runtime.GOOS + "/" + runtime.GOARCH + ")\n"
+	if out != want {
+		t.Fatalf("got  %q\nwant %q", out, want)
+	}
+}
+
+// TestPutIoTFlags: the AWS IoT flags go together, exclude access keys, and
+// name what is missing or wrong before anything starts.
+func TestPutIoTFlags(t *testing.T) {
+	iotArgs := []string{"--iot-endpoint", "c2abc.credentials.iot.eu-west-1.amazonaws.com", "--iot-cert", "/nonexistent/device.pem.crt",
+		"--iot-key", "/nonexistent/private.pem.key", "--iot-role-alias", "kvsgo-camera", "--iot-thing-name", "porch"}
+	for _, c := range []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"incomplete", []string{"put", "--source", "testsrc", "--iot-endpoint", "c2abc.credentials.iot.eu-west-1.amazonaws.com"}, 2,
+			"AWS IoT credentials need --iot-endpoint, --iot-cert, --iot-key and --iot-role-alias; missing --iot-cert, --iot-key, --iot-role-alias"},
+		{"with access keys", append([]string{"put", "--source", "testsrc", "--access-key", "A", "--secret-key", "B"}, iotArgs...), 2,
+			"give --access-key/--secret-key or the AWS IoT flags, not both"},
+		{"both forms", []string{"put", "--source", "testsrc", "--iot-role-alias", "r", "--iot-certificate", "iot-certificate,endpoint=e"}, 2,
+			"give --iot-certificate or the --iot-* flags, not both"},
+		{"bad kvssink string", []string{"put", "--stream", "s", "--source", "testsrc", "--iot-certificate", "iot-certificate,endpoint=e,cert-path=c"}, 2,
+			"--iot-certificate: kvssink iot-certificate: missing key-path, role-aliases"},
+		// The stream defaults to the thing name, so this gets as far as
+		// the files.
+		{"stream from the thing name", append([]string{"put", "--source", "testsrc"}, iotArgs...), 1,
+			"kvsgo put: AWS IoT credentials: the certificate file /nonexistent/device.pem.crt does not exist"},
+		{"data endpoint", append(append([]string{"put", "--source", "testsrc"}, iotArgs...), "--iot-endpoint", "a1b2c3-ats.iot.eu-west-1.amazonaws.com"), 1,
+			"a1b2c3-ats.iot.eu-west-1.amazonaws.com is the AWS IoT data endpoint"},
+		{"kvssink's form", []string{"put", "--stream", "porch", "--source", "testsrc", "--iot-certificate",
+			"iot-certificate,endpoint=c2abc.credentials.iot.eu-west-1.amazonaws.com,cert-path=/nonexistent/c.pem,key-path=/k,ca-path=/ca,role-aliases=r"}, 1,
+			"the certificate file /nonexistent/c.pem does not exist"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			code, _, errOut := runCLI(c.args...)
+			if code != c.code || !strings.Contains(errOut, c.want) {
+				t.Fatalf("exit %d, want %d; stderr:\n%s\nwant %q", code, c.code, errOut, c.want)
+			}
+		})
+	}
+}

@@ -24,6 +24,7 @@ import (
 
 	"github.com/kvsgo/kvsgo/internal/source"
 	"github.com/kvsgo/kvsgo/kvs"
+	"github.com/kvsgo/kvsgo/kvs/iot"
 	"github.com/kvsgo/kvsgo/media"
 )
 
@@ -40,6 +41,7 @@ type putFlags struct {
 	camera                                    source.Camera
 	rtspTransport                             string
 	lowLatency                                bool
+	iot                                       iotOptions
 }
 
 // alias registers another name for a flag, for people coming from kvssink.
@@ -51,7 +53,7 @@ func alias(fs *flag.FlagSet, name, to string) {
 func runPut(env *cliEnv, args []string) error {
 	fs := newFlagSet(env, "put", "put --stream NAME --source SRC [--endpoint URL] [--region R]")
 	var f putFlags
-	fs.StringVar(&f.stream, "stream", "", "Kinesis video stream to send to (required)")
+	fs.StringVar(&f.stream, "stream", "", "Kinesis video stream to send to (required; with AWS IoT, the thing name by default)")
 	fs.StringVar(&f.src, "source", "", "what to send: rpicam, v4l2:/dev/videoN, rtsp://camera/stream, gst:'PIPELINE', exec:'COMMAND', a file (H.264/H.265 Annex-B, Matroska, MPEG-TS, MP4), - for stdin, or testsrc (required)")
 	fs.StringVar(&f.endpoint, "endpoint", "", "control-plane URL, e.g. http://127.0.0.1:4567 for kvsgo serve (default: AWS, or AWS_ENDPOINT_URL_KINESIS_VIDEO)")
 	fs.StringVar(&f.region, "region", "", "AWS region (default: the AWS configuration, AWS_REGION)")
@@ -78,6 +80,7 @@ func runPut(env *cliEnv, args []string) error {
 	fs.BoolVar(&f.lowLatency, "low-latency", false, "rpicam: pass --low-latency (automatic on a Raspberry Pi 5)")
 	fs.StringVar(&f.rtspTransport, "rtsp-transport", "tcp", "rtsp://: tcp or udp")
 	fs.IntVar(&f.fragmentDuration, "fragment-duration", 0, "fragment length in ms of a stream without video (default 2000); with video, fragments follow the key frames (kvssink's name)")
+	addIoTFlags(fs, &f.iot)
 	// kvssink's property names, in its units (seconds), for people moving over.
 	alias(fs, "stream-name", "stream")
 	alias(fs, "aws-region", "region")
@@ -103,6 +106,9 @@ func runPut(env *cliEnv, args []string) error {
 		}
 	})
 	f.camera.FPS = f.fps
+	if err := f.iot.resolve(&f); err != nil {
+		return err
+	}
 	if f.stream == "" || f.src == "" {
 		fs.Usage()
 		return fmt.Errorf("%w: --stream and --source are required", errUsage)
@@ -111,9 +117,10 @@ func runPut(env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
+	f.iot.cfg.Logger = log
 	ctx, stop := stopOnSignals(log, os.Exit)
 	defer stop()
-	return put(ctx, env, log, f)
+	return f.iot.explain(put(ctx, env, log, f))
 }
 
 // stopOnSignals returns a context that ends at the first SIGINT or
@@ -274,9 +281,19 @@ func loadAWS(ctx context.Context, f putFlags) (aws.Config, string, error) {
 		}
 		opts = append(opts, config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(f.accessKey, f.secretKey, f.sessionToken)))
 	}
+	if f.iot.enabled() {
+		creds, err := f.iot.credentials(ctx)
+		if err != nil {
+			return aws.Config{}, "", err
+		}
+		opts = append(opts, config.WithCredentialsProvider(creds))
+	}
 	cfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
 		return aws.Config{}, "", fmt.Errorf("loading the AWS configuration: %w", err)
+	}
+	if cfg.Region == "" && f.iot.enabled() {
+		cfg.Region = iot.RegionFromEndpoint(f.iot.cfg.Endpoint) // the stream is usually in the thing's region
 	}
 	if cfg.Region == "" {
 		return aws.Config{}, "", errors.New("no AWS region: give --region or set AWS_REGION")
