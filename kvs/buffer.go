@@ -5,35 +5,59 @@ import "time"
 // Fragment is one KVS fragment as the producer holds it until the service
 // has it: a Cluster and its frames, in Matroska bytes.
 type Fragment struct {
-	// ID counts fragments from the start of the stream.
+	// ID counts fragments in the buffer's order (a disk buffer's backlog
+	// from an earlier run first).
 	ID uint64
-	// Timecode is the Cluster timecode (milliseconds since the epoch).
-	Timecode int64
+	// Timecode is the Cluster timecode (milliseconds since the epoch);
+	// End is that of its latest frame.
+	Timecode, End int64
 	// Header is the stream header (EBML, Segment, Info, Tracks) the
 	// fragment belongs to: a connection sends it before the fragment
-	// unless it sent the same header last. Fragments share the slice.
+	// unless it sent the same header last. Fragments under one header
+	// share the slice.
 	Header []byte
-	Data   []byte
-	// Frames counts the frames in Data.
+	// Data is the fragment's bytes while they are in memory; Size counts
+	// them all. A disk buffer keeps older fragments on disk only (Data
+	// nil): Buffer.Read reads them.
+	Data []byte
+	Size int
+	// Frames counts the frames in it.
 	Frames int
-	// Complete once the next fragment has started (or the stream ended).
+	// Complete once the next fragment has started (or the stream ended);
+	// with a disk buffer, it is then on disk.
 	Complete bool
 	// Acked is the furthest acknowledgement received.
 	Acked AckEvent
 	// CompletedAt is when the next fragment started.
 	CompletedAt time.Time
+	// Recovered: buffered on disk by an earlier run.
+	Recovered bool
+	// Damaged: its bytes could not be read back intact (a disk buffer's
+	// checksum or read failed); it is never sent.
+	Damaged bool
+
+	file    uint64 // a disk buffer's file number
+	memOnly bool   // a disk buffer could not write it: it is in memory only
 }
 
 // Buffer holds fragments from the moment their first frame arrives until
 // the service has persisted them. The producer serialises calls. The
-// in-memory implementation is MemoryBuffer; a disk-backed one can replace
-// it to survive restarts.
+// in-memory implementation is MemoryBuffer (the default); DiskBuffer keeps
+// them on disk, to survive restarts and long outages.
 type Buffer interface {
 	// Start begins a new fragment under the given stream header,
 	// completing the previous one.
 	Start(timecode int64, header []byte) *Fragment
 	// Append adds bytes to the newest fragment.
 	Append(p []byte)
+	// End completes the newest fragment (the stream ended, or the service
+	// refused it).
+	End()
+	// Read returns the fragment's bytes from off on, or the next part of
+	// them. The slice stays valid while the caller writes it out, until
+	// its next call to Read. A fragment whose bytes cannot be read back
+	// intact gives an error (and is marked Damaged).
+	Read(f *Fragment, off int) ([]byte, error)
 	// Get returns the fragment with the given ID, or nil if it was
 	// released or dropped.
 	Get(id uint64) *Fragment
@@ -65,53 +89,84 @@ type MemoryBuffer struct {
 
 // Start implements Buffer.
 func (b *MemoryBuffer) Start(tc int64, header []byte) *Fragment {
-	f := &Fragment{ID: b.nextID, Timecode: tc, Header: header}
+	f := &Fragment{ID: b.nextID, Timecode: tc, End: tc, Header: header}
 	if l := b.Last(); l != nil {
 		l.Complete = true
-		// Fragments are alike: size the new one like the last, so that
-		// frames append without regrowing it.
-		want := len(l.Data) + len(l.Data)/4
-		for i := len(b.spare) - 1; i >= 0 && f.Data == nil; i-- {
-			if cap(b.spare[i]) >= want {
-				f.Data = b.spare[i][:0]
-				b.spare = append(b.spare[:i], b.spare[i+1:]...)
-			}
-		}
-		if f.Data == nil {
-			f.Data = make([]byte, 0, want)
-		}
+		f.Data = takeSpare(&b.spare, len(l.Data)+len(l.Data)/4)
 	}
 	b.nextID++
 	b.frags = append(b.frags, f)
 	return f
 }
 
+// takeSpare returns an empty slice with at least want bytes of room, from
+// spare if one is big enough: fragments are alike, so sizing the next one
+// like the last lets frames append without regrowing it.
+func takeSpare(spare *[][]byte, want int) []byte {
+	s := *spare
+	for i := len(s) - 1; i >= 0; i-- {
+		if cap(s[i]) >= want {
+			d := s[i][:0]
+			*spare = append(s[:i], s[i+1:]...)
+			return d
+		}
+	}
+	return make([]byte, 0, want)
+}
+
 // Append implements Buffer.
 func (b *MemoryBuffer) Append(p []byte) {
 	if l := b.Last(); l != nil {
 		l.Data = append(l.Data, p...)
+		l.Size += len(p)
 		b.bytes += int64(len(p))
 	}
 }
 
+// End implements Buffer.
+func (b *MemoryBuffer) End() {
+	if l := b.Last(); l != nil {
+		l.Complete = true
+	}
+}
+
+// Read implements Buffer.
+func (b *MemoryBuffer) Read(f *Fragment, off int) ([]byte, error) { return f.Data[off:], nil }
+
 // Get implements Buffer.
-func (b *MemoryBuffer) Get(id uint64) *Fragment {
-	if len(b.frags) == 0 || id < b.frags[0].ID {
+func (b *MemoryBuffer) Get(id uint64) *Fragment { return getByID(b.frags, id) }
+
+func getByID(frags []*Fragment, id uint64) *Fragment {
+	if len(frags) == 0 || id < frags[0].ID {
 		return nil
 	}
-	i := id - b.frags[0].ID
-	if i >= uint64(len(b.frags)) {
+	i := id - frags[0].ID
+	if i >= uint64(len(frags)) {
 		return nil
 	}
-	return b.frags[i]
+	return frags[i]
 }
 
 // ByTimecode implements Buffer.
-func (b *MemoryBuffer) ByTimecode(tc int64) *Fragment {
-	for _, f := range b.frags {
-		if f.Timecode == tc {
-			return f
+func (b *MemoryBuffer) ByTimecode(tc int64) *Fragment { return byTimecode(b.frags, tc) }
+
+// byTimecode searches fragments for a timecode. Timecodes increase from
+// fragment to fragment (the fragmenter refuses a fragment that would not
+// start after the previous one, and new video starts after a disk
+// buffer's backlog), so the search halves: a backlog of a day is 86,400
+// fragments, and every ack looks one up.
+func byTimecode(frags []*Fragment, tc int64) *Fragment {
+	lo, hi := 0, len(frags)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if frags[m].Timecode < tc {
+			lo = m + 1
+		} else {
+			hi = m
 		}
+	}
+	if lo < len(frags) && frags[lo].Timecode == tc {
+		return frags[lo]
 	}
 	return nil
 }
@@ -136,15 +191,20 @@ func (b *MemoryBuffer) Last() *Fragment {
 func (b *MemoryBuffer) Release(done func(*Fragment) bool, inFlight uint64) int {
 	n := 0
 	for len(b.frags) > 0 && done(b.frags[0]) {
-		// Only a fragment the service has whole is surely not being
-		// written to the connection any more.
-		if f := b.frags[0]; len(b.spare) < 4 && f.ID < inFlight && (f.Acked == AckPersisted || f.Acked == AckReceived) {
-			b.spare = append(b.spare, b.frags[0].Data)
+		if f := b.frags[0]; reusable(f, inFlight) && len(b.spare) < 4 {
+			b.spare = append(b.spare, f.Data)
 		}
 		b.dropFirst()
 		n++
 	}
 	return n
+}
+
+// reusable reports whether a released fragment's memory can be reused:
+// only a fragment the service has whole is surely not being written to
+// the connection any more.
+func reusable(f *Fragment, inFlight uint64) bool {
+	return f.Data != nil && f.ID < inFlight && (f.Acked == AckPersisted || f.Acked == AckReceived)
 }
 
 // DropOldest implements Buffer.
@@ -158,7 +218,7 @@ func (b *MemoryBuffer) DropOldest() *Fragment {
 }
 
 func (b *MemoryBuffer) dropFirst() {
-	b.bytes -= int64(len(b.frags[0].Data))
+	b.bytes -= int64(b.frags[0].Size)
 	b.frags[0] = nil
 	b.frags = b.frags[1:]
 }

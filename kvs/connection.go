@@ -1,6 +1,7 @@
 package kvs
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -12,6 +13,9 @@ import (
 func (p *Producer) released(f *Fragment) bool {
 	if !f.Complete {
 		return false
+	}
+	if f.Damaged {
+		return true // it cannot be sent
 	}
 	switch f.Acked {
 	case AckPersisted, AckError:
@@ -85,8 +89,11 @@ func (p *Producer) run() {
 			return
 		}
 		maxAge := connectionAge(creds, p.cfg.Now(), p.cfg.MaxConnectionAge)
+		p.mu.Lock()
+		skew := p.skew
+		p.mu.Unlock()
 		sess, err := OpenSession(p.ctx, SessionConfig{Endpoint: endpoint, Stream: p.cfg.Stream.Name, Region: p.cfg.Region,
-			Credentials: creds, HTTPClient: p.cfg.HTTPClient, Now: p.cfg.Now})
+			Credentials: creds, HTTPClient: p.cfg.HTTPClient, Now: p.cfg.Now, ClockOffset: skew})
 		if err != nil {
 			p.setFatal(err)
 			return
@@ -98,6 +105,17 @@ func (p *Producer) run() {
 		switch {
 		case err == nil || errors.Is(err, errRotate):
 			continue
+		case errors.Is(err, ErrClockSkew):
+			// Signed again with the service's time, as the AWS SDKs do; the
+			// next refusal with that time is the credentials'.
+			if s, ok := sess.Skew(); ok && s != skew {
+				p.mu.Lock()
+				p.skew = s
+				p.mu.Unlock()
+				continue
+			}
+			p.setFatal(fmt.Errorf("the service refused the credentials: %w", err))
+			return
 		case errors.Is(err, ErrAuth):
 			p.setFatal(fmt.Errorf("the service refused the credentials: %w", err))
 			return
@@ -143,6 +161,28 @@ func isPermanent(err error) bool {
 
 var errRotate = errors.New("rotating the connection")
 
+// awaited is a fragment sent on the current connection whose own
+// acknowledgements are still due: BUFFERING within AckTimeout of its first
+// bytes, PERSISTED (RECEIVED without retention) within AckTimeout of its
+// last. An ack for a later fragment does not stand in for it: the service
+// may have lost this one, and only a new connection sends it again.
+type awaited struct {
+	id      uint64
+	tc      int64
+	firstBy time.Time // its first bytes went out; zero once it has an ack
+	finalBy time.Time // it was sent whole; zero until then
+}
+
+// maxUnacked is how many fragments may go out before the first of them
+// has its BUFFERING: a backlog sent faster than the uplink takes it would
+// otherwise wait in socket buffers for longer than AckTimeout.
+const maxUnacked = 2
+
+// rateWindow is the window the fragment rate is kept over: a little more
+// than the service's second, so that fragments bunched on the way still
+// arrive within its limit.
+const rateWindow = 1100 * time.Millisecond
+
 // stream runs one session: the header, then every fragment not yet
 // acknowledged, then new bytes as they come. It returns whether the session
 // worked (the service acknowledged data) and why it ended.
@@ -151,7 +191,12 @@ func (p *Producer) stream(sess *Session, endpoint string, maxAge time.Duration) 
 	var gotAck atomic.Bool
 	go func() {
 		defer close(acksDone)
+		checked := false
 		for a := range sess.Acks() {
+			if !checked {
+				checked = true
+				p.checkClock(sess)
+			}
 			// Only data the service took for good makes a session count
 			// as working; BUFFERING comes before an ERROR, too.
 			if a.EventType == AckReceived || a.EventType == AckPersisted {
@@ -173,6 +218,7 @@ func (p *Producer) stream(sess *Session, endpoint string, maxAge time.Duration) 
 		if p.staleErr != nil {
 			err = p.staleErr
 		}
+		p.awaiting = p.awaiting[:0]
 		p.mu.Unlock()
 	}()
 	opened := p.cfg.Now()
@@ -185,7 +231,8 @@ func (p *Producer) stream(sess *Session, endpoint string, maxAge time.Duration) 
 			p.sendID = l.ID + 1
 		}
 	}
-	p.sendOff, p.abortSend, p.awaitingFrom, p.staleErr = 0, false, time.Time{}, nil
+	p.sendOff, p.abortSend, p.staleErr = 0, false, nil
+	p.awaiting = p.awaiting[:0]
 	p.writeSince = p.cfg.Now()
 	p.stats.Connected = true
 	// Every connection starts with the header of the first fragment it
@@ -204,6 +251,8 @@ func (p *Producer) stream(sess *Session, endpoint string, maxAge time.Duration) 
 	p.event(Event{Type: EventConnected, Message: "streaming to " + endpoint})
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
+	pause := time.NewTimer(time.Hour)
+	defer pause.Stop()
 	for {
 		p.mu.Lock()
 		if p.abortSend {
@@ -220,22 +269,37 @@ func (p *Producer) stream(sess *Session, endpoint string, maxAge time.Duration) 
 		}
 		next := p.buf.Get(p.sendID + 1)
 		var chunk []byte
+		var wait time.Duration
 		header := false
 		switch {
-		case f != nil && p.sendOff == 0 && f.Complete && next != nil && (f.Acked == AckPersisted || f.Acked == AckError):
-			p.sendID++ // the service has it, or refused it for good: do not send it again
+		case f != nil && p.sendOff == 0 && f.Complete && next != nil && (f.Acked == AckPersisted || f.Acked == AckError || f.Damaged):
+			p.sendID++ // the service has it, or refused it for good, or it cannot be read: do not send it
 			p.mu.Unlock()
 			continue
-		case f != nil && p.sendOff == 0 && len(f.Data) > 0 && f.Header != nil && !sameHeader(f.Header, sent):
+		case f != nil && p.sendOff == 0 && f.Size > 0 && f.Header != nil && !sameHeader(f.Header, sent):
 			// The tracks changed: a new header, on the same connection.
 			chunk, header = f.Header, true
 			p.writing, p.writeSince = true, p.cfg.Now()
-		case f != nil && p.sendOff < len(f.Data):
-			chunk = f.Data[p.sendOff:]
-			if p.sendOff == 0 && p.awaitingFrom.IsZero() {
-				p.awaitingFrom = p.cfg.Now()
+		case f != nil && p.sendOff < f.Size:
+			now := p.cfg.Now()
+			if p.sendOff == 0 {
+				wait = p.startWait(now) // -1: wait for an ack
 			}
-			p.writing, p.writeSince = true, p.cfg.Now()
+			if wait == 0 {
+				data, err := p.buf.Read(f, p.sendOff)
+				if err != nil {
+					p.damaged(f, err)
+					p.mu.Unlock()
+					continue
+				}
+				chunk, wait = p.take(data, now)
+			}
+			if wait == 0 {
+				if p.sendOff == 0 {
+					p.sending(f, now)
+				}
+				p.writing, p.writeSince = true, now
+			}
 		case f != nil && f.Complete && next != nil:
 			p.sendID, p.sendOff = p.sendID+1, 0
 			if p.cfg.Now().Sub(opened) > maxAge {
@@ -245,11 +309,23 @@ func (p *Producer) stream(sess *Session, endpoint string, maxAge time.Duration) 
 			}
 			p.mu.Unlock()
 			continue
+		case f != nil && f.Complete && p.sendOff >= f.Size:
+			p.sentWhole(f.ID+1, p.cfg.Now()) // the stream's last fragment, ended: its PERSISTED is due
 		}
 		closing := p.closing
 		p.mu.Unlock()
 
-		if chunk != nil {
+		var timer <-chan time.Time
+		switch {
+		case wait < 0:
+			// Too many fragments out without their BUFFERING: an ack wakes
+			// the loop, and the watchdog ends a wait that goes stale.
+		case wait > 0:
+			// The service's limits: the next fragment's turn, or the bytes
+			// allowed to build up.
+			pause.Reset(wait)
+			timer = pause.C
+		case chunk != nil:
 			n, err := sess.Write(chunk)
 			p.mu.Lock()
 			if header {
@@ -264,24 +340,126 @@ func (p *Producer) stream(sess *Session, endpoint string, maxAge time.Duration) 
 				return false, p.sessionErr(sess, err)
 			}
 			continue
-		}
-		if closing && p.finished() {
+		case closing && p.finished():
 			p.closeGracefully(sess)
 			return true, nil
 		}
 		select {
 		case <-p.notify:
 		case <-tick.C:
+		case <-timer:
 		case <-sess.Done():
 			return false, p.sessionErr(sess, sess.Err())
 		case <-p.ctx.Done():
 			return false, p.ctx.Err()
 		}
+		if timer != nil && !pause.Stop() {
+			select { // drained, so that the next Reset starts afresh
+			case <-pause.C:
+			default:
+			}
+		}
 	}
 }
 
-// watchdog aborts a session that has gone stale: data sent without any
-// acknowledgement, or a write the connection does not take, for AckTimeout.
+// checkClock tells the user once when this machine's clock is far from
+// the service's: the fragments' timecodes (ABSOLUTE, from this clock) are
+// that far off in the stream.
+func (p *Producer) checkClock(sess *Session) {
+	skew, ok := sess.Skew()
+	if !ok || (skew < time.Minute && skew > -time.Minute) {
+		return
+	}
+	what := fmt.Sprintf("%s behind", skew.Round(time.Second))
+	if skew < 0 {
+		what = fmt.Sprintf("%s ahead of", (-skew).Round(time.Second))
+	}
+	p.mu.Lock()
+	p.warnOnce("clock", fmt.Sprintf("this machine's clock is %s the service's (its Date header): the video's timestamps come from this clock and are that far off; requests are signed with the service's time. Set the clock right (NTP, chrony, timedatectl)", what))
+	p.mu.Unlock()
+	p.flush()
+}
+
+// startWait says whether a new fragment may start going out now: 0 yes,
+// how long to wait for the service's fragment rate, or -1 to wait for an
+// ack (too many fragments out without their BUFFERING). mu is held.
+func (p *Producer) startWait(now time.Time) time.Duration {
+	unacked := 0
+	for _, a := range p.awaiting {
+		if !a.firstBy.IsZero() {
+			unacked++
+		}
+	}
+	if unacked >= maxUnacked {
+		return -1
+	}
+	if n := p.cfg.MaxFragmentRate; len(p.starts) >= n {
+		if d := p.starts[len(p.starts)-n].Add(rateWindow).Sub(now); d > 0 {
+			return d
+		}
+	}
+	return 0
+}
+
+// sending records that fragment f's first bytes go out now; mu is held.
+func (p *Producer) sending(f *Fragment, now time.Time) {
+	p.starts = append(p.starts, now)
+	if n := p.cfg.MaxFragmentRate; len(p.starts) > n {
+		p.starts = append(p.starts[:0], p.starts[len(p.starts)-n:]...)
+	}
+	// The fragments before it are now whole on the connection: the
+	// service completes a fragment when the next one starts.
+	p.sentWhole(f.ID, now)
+	p.awaiting = append(p.awaiting, awaited{id: f.ID, tc: f.Timecode, firstBy: now})
+}
+
+// sentWhole starts the PERSISTED deadline of the fragments before id; mu
+// is held.
+func (p *Producer) sentWhole(id uint64, now time.Time) {
+	for i := range p.awaiting {
+		if a := &p.awaiting[i]; a.id < id && a.finalBy.IsZero() {
+			a.finalBy = now
+		}
+	}
+}
+
+// take returns as much of data as the service's bandwidth allows now, or
+// how long to wait for it; mu is held.
+func (p *Producer) take(data []byte, now time.Time) ([]byte, time.Duration) {
+	rate := float64(p.cfg.MaxBytesPerSecond)
+	if p.tokensAt.IsZero() {
+		p.tokens = rate // a second's worth to start with
+	} else {
+		p.tokens = min(rate, p.tokens+now.Sub(p.tokensAt).Seconds()*rate)
+	}
+	p.tokensAt = now
+	if maxChunk := max(int(rate/8), 64<<10); len(data) > maxChunk {
+		data = data[:maxChunk]
+	}
+	if need := float64(len(data)) - p.tokens; need > 0 {
+		return nil, time.Duration(need/rate*float64(time.Second)) + time.Millisecond
+	}
+	p.tokens -= float64(len(data))
+	return data, 0
+}
+
+// damaged drops a fragment whose bytes cannot be read back (a disk
+// buffer's file failed its checksum, or the disk failed): it is never
+// sent, and its frames count as lost; mu is held.
+func (p *Producer) damaged(f *Fragment, err error) {
+	f.Damaged, f.Complete = true, true
+	p.stats.Lost.Torn += int64(f.Frames)
+	p.stats.DroppedFragments++
+	if p.sendOff > 0 {
+		p.abortSend = true // part of it is on the connection
+	}
+	p.queue(Event{Type: EventDropped, Message: fmt.Sprintf("cannot read back the buffered fragment %d (%d frames): %v; it is skipped", f.Timecode, f.Frames, err)})
+	p.buf.Release(p.released, p.sendID)
+}
+
+// watchdog aborts a session that has gone stale: a fragment sent without
+// an acknowledgement of its own, or a write the connection does not take,
+// for AckTimeout.
 func (p *Producer) watchdog(sess *Session, stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
 	t := time.NewTicker(100 * time.Millisecond)
@@ -295,14 +473,7 @@ func (p *Producer) watchdog(sess *Session, stop <-chan struct{}, done chan<- str
 		case <-t.C:
 		}
 		p.mu.Lock()
-		now := p.cfg.Now()
-		var stale error
-		switch {
-		case !p.awaitingFrom.IsZero() && now.Sub(p.awaitingFrom) > p.cfg.AckTimeout:
-			stale = fmt.Errorf("no acknowledgement for %s after sending a fragment: the connection is stale", p.cfg.AckTimeout)
-		case !p.writeSince.IsZero() && now.Sub(p.writeSince) > p.cfg.AckTimeout:
-			stale = fmt.Errorf("the connection has taken no data for %s: it is stale", p.cfg.AckTimeout)
-		}
+		stale := p.stale(p.cfg.Now())
 		if stale != nil {
 			p.staleErr = stale
 		}
@@ -312,6 +483,23 @@ func (p *Producer) watchdog(sess *Session, stop <-chan struct{}, done chan<- str
 			return
 		}
 	}
+}
+
+// stale says why the connection is stale, or nil; mu is held.
+func (p *Producer) stale(now time.Time) error {
+	limit := p.cfg.AckTimeout
+	for _, a := range p.awaiting {
+		switch {
+		case !a.firstBy.IsZero() && now.Sub(a.firstBy) > limit:
+			return fmt.Errorf("no acknowledgement for %s after sending a fragment (timecode %d): the connection is stale", limit, a.tc)
+		case !a.finalBy.IsZero() && now.Sub(a.finalBy) > limit:
+			return fmt.Errorf("no acknowledgement for %s that a fragment sent whole was persisted (timecode %d): the connection is stale", limit, a.tc)
+		}
+	}
+	if !p.writeSince.IsZero() && now.Sub(p.writeSince) > limit {
+		return fmt.Errorf("the connection has taken no data for %s: it is stale", limit)
+	}
+	return nil
 }
 
 // closeGracefully ends the body and waits briefly for the response to end.
@@ -345,13 +533,11 @@ func (p *Producer) handleAck(a Ack) {
 	p.mu.Lock()
 	now := p.cfg.Now()
 	switch a.EventType {
-	case AckIdle:
-		p.awaitingFrom = time.Time{}
 	case AckBuffering, AckReceived, AckPersisted:
-		p.awaitingFrom = time.Time{}
 		if a.EventType != AckBuffering {
 			p.errStreak = 0
 		}
+		p.acknowledged(a)
 		f := p.buf.ByTimecode(a.FragmentTimecode)
 		if f != nil && rank(a.EventType) > rank(f.Acked) && f.Acked != AckError {
 			f.Acked = a.EventType
@@ -377,6 +563,23 @@ func (p *Producer) handleAck(a Ack) {
 	p.wake()
 }
 
+// acknowledged settles what a fragment's own ack makes due no more; mu is
+// held.
+func (p *Producer) acknowledged(a Ack) {
+	final := a.EventType == AckPersisted || a.EventType == AckReceived && p.retention == 0
+	for i := range p.awaiting {
+		if p.awaiting[i].tc != a.FragmentTimecode {
+			continue
+		}
+		if final {
+			p.awaiting = append(p.awaiting[:i], p.awaiting[i+1:]...)
+		} else {
+			p.awaiting[i].firstBy = time.Time{}
+		}
+		return
+	}
+}
+
 // handleErrorAck applies an ERROR ack; mu is held.
 func (p *Producer) handleErrorAck(a Ack) {
 	info := LookupAckError(a.ErrorID)
@@ -395,7 +598,7 @@ func (p *Producer) handleErrorAck(a Ack) {
 		p.stats.Rejected++
 		p.stats.Lost.Refused += int64(f.Frames)
 		if f == p.buf.Last() && !f.Complete {
-			f.Complete = true
+			p.buf.End()
 			p.path.refused() // the rest of it would be refused too
 		}
 		msg += "; the fragment is dropped"
@@ -427,8 +630,9 @@ func rank(e AckEvent) int {
 	return 0
 }
 
-// sameHeader reports whether two fragments' headers are the same slice
-// (fragments under one header share it).
+// sameHeader reports whether two fragments' headers are the same:
+// fragments under one header share the slice, and a restarted program's
+// header is the same bytes when its tracks are.
 func sameHeader(a, b []byte) bool {
-	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0] || bytes.Equal(a, b))
 }

@@ -32,6 +32,18 @@ type fakeKVS struct {
 	// dropAt ends the first session, unacknowledged, when its dropAt-th
 	// cluster starts (0: never)
 	dropAt int
+	// down: the control plane cannot be reached
+	down bool
+	// noPersist: RECEIVED but never PERSISTED
+	noPersist bool
+	// dropAcks drops the acks of a session's fragment (by session number
+	// and its n-th cluster, from 1)
+	dropAcks func(session, cluster int) bool
+	// clusters records when each cluster arrived, and its timecode;
+	// backwards counts clusters whose timecode was not after the
+	// session's previous one (answered with ERROR 4004)
+	clusters  []arrival
+	backwards int
 	// log records, per session, each header (by its first track's width)
 	// and cluster
 	log      [][]string
@@ -55,8 +67,24 @@ func newFakeKVS(tb testing.TB) *fakeKVS {
 	return f
 }
 
+type arrival struct {
+	at time.Time
+	tc int64
+}
+
 func (f *fakeKVS) PrepareStream(context.Context, StreamSetup) (string, int32, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.down {
+		return "", 0, errors.New("connection refused")
+	}
 	return f.URL, 24, nil
+}
+
+func (f *fakeKVS) setDown(down bool) {
+	f.mu.Lock()
+	f.down = down
+	f.mu.Unlock()
 }
 
 func (f *fakeKVS) putMedia(w http.ResponseWriter, r *http.Request) {
@@ -66,7 +94,7 @@ func (f *fakeKVS) putMedia(w http.ResponseWriter, r *http.Request) {
 	f.sessions++
 	session := f.sessions
 	f.log = append(f.log, nil)
-	silent, errorID, noRead, dropAt := f.silent, f.errorID, f.noRead, f.dropAt
+	silent, errorID, noRead, dropAt, noPersist, dropAcks := f.silent, f.errorID, f.noRead, f.dropAt, f.noPersist, f.dropAcks
 	f.mu.Unlock()
 	record := func(s string) {
 		f.mu.Lock()
@@ -86,7 +114,7 @@ func (f *fakeKVS) putMedia(w http.ResponseWriter, r *http.Request) {
 	var tc int64
 	open := false
 	ack := func(e AckEvent) {
-		if silent {
+		if silent || dropAcks != nil && dropAcks(session, clusters) {
 			return
 		}
 		if !wrote {
@@ -114,6 +142,21 @@ func (f *fakeKVS) putMedia(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			record(fmt.Sprintf("C%d", ev.Timecode))
+			f.mu.Lock()
+			f.clusters = append(f.clusters, arrival{time.Now(), ev.Timecode})
+			f.mu.Unlock()
+			if clusters > 1 && ev.Timecode <= tc {
+				f.mu.Lock()
+				f.backwards++
+				f.mu.Unlock()
+				if !wrote {
+					w.WriteHeader(200)
+					wrote = true
+				}
+				a := ErrorAck(ErrIDTimecodeNotMonotonic, ev.Timecode, true, "1")
+				_, _ = w.Write(a.AppendJSON(nil))
+				return
+			}
 			tc, open = ev.Timecode, true
 			ack(AckBuffering)
 		case mkv.EventClusterEnd:
@@ -128,7 +171,9 @@ func (f *fakeKVS) putMedia(w http.ResponseWriter, r *http.Request) {
 			}
 			if open {
 				ack(AckReceived)
-				ack(AckPersisted)
+				if !noPersist {
+					ack(AckPersisted)
+				}
 				open = false
 			}
 		case mkv.EventBlock:

@@ -15,8 +15,9 @@ import (
 type fragmentSink interface {
 	startFragment(timecode int64, header []byte)
 	appendFragment(p []byte)
-	// frameWritten counts a frame into the newest fragment.
-	frameWritten()
+	// frameWritten counts a frame into the newest fragment, at its
+	// timecode (milliseconds).
+	frameWritten(timecode int64)
 	// endFragment marks the newest fragment complete.
 	endFragment()
 }
@@ -229,6 +230,9 @@ func (fp *framePath) flush() { fp.drain(true) }
 
 // end writes what is queued and closes the last fragment.
 func (fp *framePath) end() error {
+	if fp.w == nil {
+		return nil // no tracks yet: nothing was put
+	}
 	fp.flush()
 	fp.open, fp.early = false, false
 	if err := fp.w.EndFragment(); err != nil {
@@ -296,7 +300,7 @@ func (fp *framePath) emit(tq *trackQueue, f *queued) {
 	err := fp.w.WriteBlock(uint64(f.track), f.pts, f.key, f.data)
 	switch {
 	case err == nil:
-		fp.sink.frameWritten()
+		fp.sink.frameWritten(fp.w.Timecode(f.pts))
 	case errors.Is(err, mkv.ErrBlockTimecode) && f.pts >= fp.clusterAt:
 		fp.stats.Lost.TooLong++
 		fp.warn("toolong", "a frame is more than 32 s after its fragment's key frame, which Matroska cannot express: it is dropped; set the encoder's key-frame interval to about the frame rate")
@@ -360,6 +364,16 @@ func (fp *framePath) openEarly(f *queued) bool {
 	}
 	fp.early = true
 	return true
+}
+
+// continueAfter makes the stream go on after fragments that are already
+// buffered (a disk buffer's backlog): the next fragment's timecode after
+// lastTC, and the first frame a second after end (milliseconds), or at
+// the wall clock when that is later. The second leaves room for pictures
+// shown before the first key frame (its fragment starts at the earliest).
+func (fp *framePath) continueAfter(lastTC, end int64) {
+	fp.lastTC, fp.haveTC = lastTC, true
+	fp.tl.notBefore = time.Duration(max(end, lastTC))*time.Millisecond + time.Second
 }
 
 // startCluster begins a fragment at t.

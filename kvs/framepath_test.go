@@ -50,7 +50,7 @@ func (r *recorder) appendFragment(p []byte) {
 	f.data = append(f.data, p...)
 }
 
-func (r *recorder) frameWritten() { r.frags[len(r.frags)-1].frames++ }
+func (r *recorder) frameWritten(int64) { r.frags[len(r.frags)-1].frames++ }
 func (r *recorder) endFragment() {
 	if len(r.frags) > 0 {
 		r.frags[len(r.frags)-1].complete = true
@@ -492,7 +492,7 @@ type discardSink struct{}
 
 func (discardSink) startFragment(int64, []byte) {}
 func (discardSink) appendFragment([]byte)       {}
-func (discardSink) frameWritten()               {}
+func (discardSink) frameWritten(int64)          {}
 func (discardSink) endFragment()                {}
 
 // BenchmarkInterleavedAV: one op is one frame of a 30 fps video with AAC

@@ -31,14 +31,29 @@ type ProducerConfig struct {
 	// block.
 	OnEvent func(Event)
 
-	BufferDuration   time.Duration // oldest to newest fragment held [120 s]
-	BufferBytes      int64         // bytes held [128 MiB]
-	AckTimeout       time.Duration // a fragment's first bytes sent without BUFFERING [10 s]
-	MaxConnectionAge time.Duration // rotate before the service's 45 min [40 min]
-	GiveUpAfter      time.Duration // fail after this long without a working connection [never]
-	CloseTimeout     time.Duration // at Close, give up after this long connected without progress [30 s]
-	RetryMin         time.Duration // first reconnect delay [500 ms]
-	RetryMax         time.Duration // longest reconnect delay [10 s]
+	// Buffer holds the fragments until the service has persisted them [a
+	// MemoryBuffer]. A DiskBuffer keeps them across restarts: what it holds
+	// from an earlier run is sent first, oldest first, and the new video
+	// after it.
+	Buffer Buffer
+	// BufferDuration and BufferBytes bound the buffer: past them the
+	// oldest whole fragments are dropped, each one reported.
+	BufferDuration time.Duration // oldest to newest fragment held [120 s]
+	BufferBytes    int64         // bytes held [128 MiB]
+	// AckTimeout: a fragment sent without an acknowledgement of its own
+	// (BUFFERING once its first bytes are sent, PERSISTED once it is sent
+	// whole) for this long makes the connection stale [10 s].
+	AckTimeout time.Duration
+	// MaxFragmentRate and MaxBytesPerSecond are the service's limits per
+	// stream, which the producer keeps when it catches up on a backlog
+	// [5 fragments a second, 12.5 MB/s].
+	MaxFragmentRate   int
+	MaxBytesPerSecond int64
+	MaxConnectionAge  time.Duration // rotate before the service's 45 min [40 min]
+	GiveUpAfter       time.Duration // fail after this long without a working connection [never]
+	CloseTimeout      time.Duration // at Close, give up after this long connected without progress [30 s]
+	RetryMin          time.Duration // first reconnect delay [500 ms]
+	RetryMax          time.Duration // longest reconnect delay [10 s]
 
 	// InterleaveWindow bounds how long a frame waits for the other
 	// tracks' frames of the same time, and a key frame for its leading
@@ -71,6 +86,15 @@ func (c *ProducerConfig) defaults() {
 	}
 	if c.AckTimeout == 0 {
 		c.AckTimeout = 10 * time.Second
+	}
+	if c.MaxFragmentRate == 0 {
+		c.MaxFragmentRate = 5
+	}
+	if c.MaxBytesPerSecond == 0 {
+		c.MaxBytesPerSecond = 12_500_000
+	}
+	if c.Buffer == nil {
+		c.Buffer = &MemoryBuffer{}
 	}
 	if c.MaxConnectionAge == 0 {
 		c.MaxConnectionAge = 40 * time.Minute
@@ -140,7 +164,7 @@ type Producer struct {
 	// what the connection is doing, guarded by mu
 	sendID       uint64
 	sendOff      int
-	awaitingFrom time.Time // a fragment's first bytes sent, no ack since
+	awaiting     []awaited // fragments sent on this connection and not yet acknowledged
 	writeSince   time.Time // a Write to the connection under way since
 	writing      bool      // the fragment at sendID is being written
 	abortSend    bool
@@ -148,6 +172,13 @@ type Producer struct {
 	lastProgress time.Time // last RECEIVED or PERSISTED, or Close
 	errStreak    int       // ERROR acks in a row
 	pending      []Event   // events queued under mu, sent after it is released
+	// the service's limits, kept across connections
+	starts   []time.Time // when the last MaxFragmentRate fragments started going out
+	tokens   float64     // bytes that may go out now
+	tokensAt time.Time
+	// skew is how far the service's clock is ahead of ours (its Date
+	// header): PutMedia requests are signed with the service's time.
+	skew time.Duration
 
 	notify chan struct{}
 	ctx    context.Context
@@ -168,41 +199,89 @@ func (s bufferSink) startFragment(tc int64, header []byte) {
 
 func (s bufferSink) appendFragment(b []byte) { s.p.buf.Append(b) }
 
-func (s bufferSink) frameWritten() {
+func (s bufferSink) frameWritten(tc int64) {
 	if l := s.p.buf.Last(); l != nil {
 		l.Frames++
+		l.End = max(l.End, tc)
 	}
 }
 
 func (s bufferSink) endFragment() {
 	if l := s.p.buf.Last(); l != nil && !l.Complete {
-		l.Complete, l.CompletedAt = true, s.p.cfg.Now()
+		s.p.buf.End()
+		l.CompletedAt = s.p.cfg.Now()
 	}
 }
 
 // NewProducer prepares the stream and starts the connection in the
 // background. The tracks are the source's (at most 3); the first video
 // track's key frames start fragments, and without video, fragments are
-// AudioFragmentDuration long.
+// AudioFragmentDuration long. With a buffer that holds fragments from an
+// earlier run, tracks may be nil: the backlog goes out at once, and
+// SetTracks starts the new video when the source knows its tracks.
 func NewProducer(ctx context.Context, cfg ProducerConfig, tracks []media.Track) (*Producer, error) {
 	cfg.defaults()
 	if cfg.ControlPlane == nil || cfg.Credentials == nil {
 		return nil, errors.New("kvs: ProducerConfig needs a ControlPlane and Credentials")
 	}
+	backlog := cfg.Buffer.Last()
+	if tracks == nil && backlog == nil {
+		return nil, errors.New("kvs: no tracks")
+	}
 	ctx, cancel := context.WithCancel(ctx)
-	p := &Producer{cfg: cfg, log: cfg.Logger, buf: &MemoryBuffer{},
+	p := &Producer{cfg: cfg, log: cfg.Logger, buf: cfg.Buffer,
 		warned: map[string]bool{}, notify: make(chan struct{}, 1), ctx: ctx, cancel: cancel, done: make(chan struct{})}
 	// Matroska forbids a zero SegmentUID; the KVS SDK makes a random one
-	// per stream. It stays the same across new headers.
-	_, _ = rand.Read(p.segmentUID[:])
+	// per stream. It stays the same across new headers, and across
+	// restarts with a disk buffer: the same camera then gives the same
+	// header, and the connection goes from the backlog to the new video
+	// without a new one.
+	if backlog == nil || !segmentUIDOf(backlog.Header, &p.segmentUID) {
+		_, _ = rand.Read(p.segmentUID[:])
+	}
 	p.path = newFramePath(pathConfig{Now: cfg.Now, Window: cfg.InterleaveWindow, Jump: cfg.DiscontinuityThreshold,
 		AudioFragment: cfg.AudioFragmentDuration}, bufferSink{p}, &p.stats, p.warnOnce, p.queue)
-	if err := p.path.setTracks(tracks, p.segmentUID); err != nil {
-		cancel()
-		return nil, fmt.Errorf("kvs: %w", err)
+	if backlog != nil {
+		p.takeBacklog(backlog)
 	}
+	if tracks != nil {
+		if err := p.path.setTracks(tracks, p.segmentUID); err != nil {
+			cancel()
+			return nil, fmt.Errorf("kvs: %w", err)
+		}
+	}
+	p.trimOverflow() // a backlog past the limits (older than BufferDuration, say)
 	go p.run()
 	return p, nil
+}
+
+// takeBacklog counts what the buffer holds from an earlier run, and makes
+// the new video go on after it: its fragments' timecodes after the
+// backlog's, so that one connection can send both in order (the service
+// refuses a timecode lower than the previous one on a connection, 4004).
+func (p *Producer) takeBacklog(last *Fragment) {
+	for f := p.buf.First(); f != nil; f = p.buf.Get(f.ID + 1) {
+		if f.Recovered {
+			p.stats.Recovered++
+			p.stats.RecoveredFrames += int64(f.Frames)
+		}
+	}
+	p.path.continueAfter(last.Timecode, last.End)
+	if now := p.cfg.Now().UnixMilli(); now < last.End {
+		p.queue(Event{Type: EventWarning, Message: fmt.Sprintf(
+			"this machine's clock (%s) is behind the video buffered on disk (up to %s): the new video is placed after it, so that the stream's timestamps stay in order; set the clock right (NTP)",
+			time.UnixMilli(now).UTC().Format(time.RFC3339), time.UnixMilli(last.End).UTC().Format(time.RFC3339))})
+	}
+}
+
+// segmentUIDOf finds the SegmentUID in a stream header.
+func segmentUIDOf(header []byte, uid *[16]byte) bool {
+	i := bytes.Index(header, []byte{0x73, 0xa4, 0x90})
+	if i < 0 || len(header) < i+3+16 {
+		return false
+	}
+	copy(uid[:], header[i+3:])
+	return true
 }
 
 // SetTracks changes the stream's tracks: a source met a new header (a
@@ -248,7 +327,9 @@ func (p *Producer) setTracks(tracks []media.Track) error {
 		return fmt.Errorf("kvs: %w", err)
 	}
 	p.trimOverflow()
-	p.log.Info("new stream header: the next fragment carries the new tracks", "tracks", len(tracks))
+	if old != nil {
+		p.log.Info("new stream header: the next fragment carries the new tracks", "tracks", len(tracks))
+	}
 	return nil
 }
 
@@ -318,6 +399,9 @@ func (p *Producer) put(f media.Frame) error {
 	if p.closing {
 		return errors.New("kvs: Put after Close")
 	}
+	if p.path.tracks == nil {
+		return errors.New("kvs: Put before SetTracks")
+	}
 	now := p.cfg.Now()
 	if !p.started {
 		p.started = true
@@ -345,9 +429,14 @@ func (p *Producer) AddLost(l Losses) {
 	p.mu.Unlock()
 }
 
+// memoryBound is a buffer that also keeps memory within a limit of its
+// own (a disk buffer holding fragments it could not write).
+type memoryBound interface{ overMemory() bool }
+
 // trimOverflow drops the oldest whole fragments while the buffer holds
-// more than its limits.
+// more than its limits, and reports each one.
 func (p *Producer) trimOverflow() {
+	mem, _ := p.buf.(memoryBound)
 	for {
 		n, bytes := p.buf.Size()
 		first, last := p.buf.First(), p.buf.Last()
@@ -355,7 +444,8 @@ func (p *Producer) trimOverflow() {
 			return
 		}
 		span := time.Duration(last.Timecode-first.Timecode) * time.Millisecond
-		if bytes <= p.cfg.BufferBytes && span <= p.cfg.BufferDuration {
+		overMemory := mem != nil && mem.overMemory()
+		if bytes <= p.cfg.BufferBytes && span <= p.cfg.BufferDuration && !overMemory {
 			return
 		}
 		f := p.buf.DropOldest()
@@ -364,9 +454,14 @@ func (p *Producer) trimOverflow() {
 		if f.ID == p.sendID && (p.sendOff > 0 || p.writing) {
 			p.abortSend = true // half sent: the connection must start over
 		}
+		why := fmt.Sprintf("buffer full (%d fragments, %d MB, %s of video not yet persisted; the limits are %d MB and %s)",
+			n, bytes>>20, span.Round(time.Second), p.cfg.BufferBytes>>20, p.cfg.BufferDuration)
+		if overMemory {
+			why = fmt.Sprintf("too much video kept in memory because the disk cannot be written (%d fragments buffered)", n)
+		}
 		p.queue(Event{Type: EventDropped, Message: fmt.Sprintf(
-			"buffer full (%d fragments, %d MB, %s of video not yet persisted): dropped the oldest fragment (%d ms); the service is not keeping up or cannot be reached",
-			n, bytes>>20, span.Round(time.Second), f.Timecode)})
+			"%s: dropped the oldest fragment (timecode %d, %s, %d frames); the service is not keeping up or cannot be reached",
+			why, f.Timecode, time.UnixMilli(f.Timecode).UTC().Format("2006-01-02T15:04:05.000Z"), f.Frames)})
 	}
 }
 

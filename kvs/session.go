@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -26,6 +27,9 @@ type SessionConfig struct {
 	Credentials aws.Credentials
 	HTTPClient  *http.Client
 	Now         func() time.Time
+	// ClockOffset is added to Now to sign the request: how far the
+	// service's clock is ahead of this machine's.
+	ClockOffset time.Duration
 }
 
 // Session is one long-lived PutMedia request: Write sends Matroska bytes
@@ -37,9 +41,22 @@ type Session struct {
 	err    error // why the response ended; valid once done is closed
 	cancel context.CancelFunc
 	opened time.Time
+	now    func() time.Time
+	// skew is the service's clock (its Date header) minus this machine's,
+	// in nanoseconds, once the response has come; hasSkew says it did.
+	skew    atomic.Int64
+	hasSkew atomic.Bool
 }
 
 var errAborted = errors.New("connection aborted")
+
+// ErrClockSkew is a PutMedia request the service refused because this
+// machine's clock is far from its own; Session.Skew says by how much.
+var ErrClockSkew = errors.New("the clock is off")
+
+// skewThreshold is the clock difference that makes a refused signature a
+// clock problem, as the AWS SDKs judge it.
+const skewThreshold = 4 * time.Minute
 
 // ErrRefused is a PutMedia request the service refused outright (not an
 // ERROR ack): the HTTP status and AWS error name are in the message.
@@ -63,7 +80,7 @@ func OpenSession(ctx context.Context, cfg SessionConfig) (*Session, error) {
 		cancel()
 		return nil, fmt.Errorf("PutMedia endpoint %q: %w", cfg.Endpoint, err)
 	}
-	t := now()
+	t := now().Add(cfg.ClockOffset)
 	req.ContentLength = -1 // chunked
 	h := req.Header
 	h.Set("x-amzn-stream-name", cfg.Stream)
@@ -75,12 +92,12 @@ func OpenSession(ctx context.Context, cfg SessionConfig) (*Session, error) {
 		cancel()
 		return nil, fmt.Errorf("signing PutMedia: %w", err)
 	}
-	s := &Session{pw: pw, acks: make(chan Ack, 256), done: make(chan struct{}), cancel: cancel, opened: t}
-	go s.run(client, req, pr)
+	s := &Session{pw: pw, acks: make(chan Ack, 256), done: make(chan struct{}), cancel: cancel, opened: t, now: now}
+	go s.run(client, req, pr, cfg.ClockOffset)
 	return s, nil
 }
 
-func (s *Session) run(client *http.Client, req *http.Request, pr *io.PipeReader) {
+func (s *Session) run(client *http.Client, req *http.Request, pr *io.PipeReader, offset time.Duration) {
 	defer close(s.done)
 	defer close(s.acks)
 	resp, err := client.Do(req)
@@ -90,6 +107,10 @@ func (s *Session) run(client *http.Client, req *http.Request, pr *io.PipeReader)
 		return
 	}
 	defer resp.Body.Close()
+	if d, err := http.ParseTime(resp.Header.Get("Date")); err == nil {
+		s.skew.Store(int64(d.Sub(s.now())))
+		s.hasSkew.Store(true)
+	}
 	if resp.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		var msg struct {
@@ -100,7 +121,11 @@ func (s *Session) run(client *http.Client, req *http.Request, pr *io.PipeReader)
 		typ, _, _ = strings.Cut(typ, ":")
 		err := fmt.Errorf("%w: HTTP %d %s: %s", ErrRefused, resp.StatusCode, typ, msg.Message)
 		if resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusUnauthorized {
-			err = fmt.Errorf("%w (%w)", err, ErrAuth)
+			if skew, ok := s.Skew(); ok && (skew-offset > skewThreshold || offset-skew > skewThreshold) {
+				err = fmt.Errorf("%w (%w: the service's clock is %s ahead of this machine's)", err, ErrClockSkew, skew.Round(time.Second))
+			} else {
+				err = fmt.Errorf("%w (%w)", err, ErrAuth)
+			}
 		}
 		s.err = err
 		pr.CloseWithError(err)
@@ -124,6 +149,12 @@ func (s *Session) run(client *http.Client, req *http.Request, pr *io.PipeReader)
 		s.err = io.EOF
 	}
 	pr.CloseWithError(fmt.Errorf("the service ended the PutMedia response: %w", s.err))
+}
+
+// Skew returns how far the service's clock (its response's Date header)
+// is ahead of this machine's, once the response has come.
+func (s *Session) Skew() (time.Duration, bool) {
+	return time.Duration(s.skew.Load()), s.hasSkew.Load()
 }
 
 // Write sends bytes on the connection; it blocks until they are taken.

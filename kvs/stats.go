@@ -20,10 +20,13 @@ type Stats struct {
 	Persisted, Received, Errors int64
 	// Rejected counts fragments the service refused for good
 	// (non-retriable ERROR acks).
-	Rejected   int64
-	BytesSent  int64
-	Reconnects int64
-	Connected  bool
+	Rejected int64
+	// Recovered counts the fragments (and their frames) a disk buffer held
+	// from an earlier run, sent before the new video.
+	Recovered, RecoveredFrames int64
+	BytesSent                  int64
+	Reconnects                 int64
+	Connected                  bool
 	// LastAckLatency is from a fragment's last frame to its PERSISTED.
 	LastAckLatency                time.Duration
 	BufferedFragments             int
@@ -64,23 +67,28 @@ type Losses struct {
 	// Damaged: frames damaged or missing in the input (MPEG-TS packets
 	// lost on the way).
 	Damaged int64
+	// Torn: frames of fragment files a disk buffer found incomplete or
+	// damaged (the program or the machine stopped while writing them, or
+	// the disk changed them): they are never sent.
+	Torn int64
 }
 
 // Total returns the frames lost for any reason.
 func (l Losses) Total() int64 {
-	return l.BeforeKeyFrame + l.Discontinuity + l.OutOfOrder + l.TooLong + l.Overflow + l.Refused + l.Undecodable + l.Damaged
+	return l.BeforeKeyFrame + l.Discontinuity + l.OutOfOrder + l.TooLong + l.Overflow + l.Refused + l.Undecodable + l.Damaged + l.Torn
 }
 
 // Add returns the sum of two counts.
 func (l Losses) Add(o Losses) Losses {
 	return Losses{BeforeKeyFrame: l.BeforeKeyFrame + o.BeforeKeyFrame, Discontinuity: l.Discontinuity + o.Discontinuity,
 		OutOfOrder: l.OutOfOrder + o.OutOfOrder, TooLong: l.TooLong + o.TooLong, Overflow: l.Overflow + o.Overflow,
-		Refused: l.Refused + o.Refused, Undecodable: l.Undecodable + o.Undecodable, Damaged: l.Damaged + o.Damaged}
+		Refused: l.Refused + o.Refused, Undecodable: l.Undecodable + o.Undecodable, Damaged: l.Damaged + o.Damaged, Torn: l.Torn + o.Torn}
 }
 
 // Unexpected returns the frames lost for reasons other than the user's
-// own buffer limits: what should make a run fail.
-func (l Losses) Unexpected() int64 { return l.Total() - l.Overflow }
+// own buffer limits and an earlier run's crash (torn files, reported when
+// the next run finds them): what should make a run fail.
+func (l Losses) Unexpected() int64 { return l.Total() - l.Overflow - l.Torn }
 
 // Reasons lists each reason with its count and a name for metrics,
 // in a fixed order.
@@ -94,6 +102,7 @@ func (l Losses) Reasons() []LossReason {
 		{"refused", "in fragments the service refused", l.Refused},
 		{"undecodable", "needing frames the input does not give (shown after an MP4 cut, before the next key frame)", l.Undecodable},
 		{"damaged", "damaged or missing in the input", l.Damaged},
+		{"torn", "in fragment files left incomplete or damaged on disk (the program or the machine stopped while writing them)", l.Torn},
 	}
 }
 

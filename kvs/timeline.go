@@ -30,6 +30,10 @@ type timeline struct {
 	started  bool
 	nextID   int
 	maxEpoch int // epochs kept for tracks that join late
+	// notBefore: the first frame goes no earlier than this (what a disk
+	// buffer holds from an earlier run ends just before it), even if the
+	// wall clock is behind it.
+	notBefore time.Duration
 }
 
 type epoch struct {
@@ -96,7 +100,10 @@ func (t *timeline) place(track uint8, pts, dts time.Duration) placed {
 		// A whole number of milliseconds (KVS's timecode unit): times that
 		// were whole milliseconds in the source (Matroska) stay exact, and
 		// the others round as the source's own muxer would.
-		offset := (t.wallClock() - pts).Truncate(time.Millisecond)
+		offset := (max(t.wallClock(), t.notBefore) - pts).Truncate(time.Millisecond)
+		if pts+offset < t.notBefore {
+			offset += time.Millisecond
+		}
 		t.epochs = append(t.epochs, epoch{id: t.nextID, offset: offset, srcStart: src, srcLatest: src})
 		t.nextID++
 	}
