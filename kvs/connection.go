@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"sync/atomic"
 	"time"
+
+	"github.com/kvsgo/kvsgo/mkv"
 )
 
 // released reports whether the service has a fragment for good.
@@ -173,6 +175,10 @@ type awaited struct {
 	finalBy time.Time // it was sent whole; zero until then
 }
 
+// endOfFragment is the END_OF_FRAGMENT tag that lets the service complete
+// a fragment without waiting for the next one.
+var endOfFragment = mkv.AppendTags(nil, mkv.SimpleTag{Name: mkv.TagEndOfFragment})
+
 // maxUnacked is how many fragments may go out before the first of them
 // has its BUFFERING: a backlog sent faster than the uplink takes it would
 // otherwise wait in socket buffers for longer than AckTimeout.
@@ -253,6 +259,7 @@ func (p *Producer) stream(sess *Session, endpoint string, maxAge time.Duration) 
 	defer tick.Stop()
 	pause := time.NewTimer(time.Hour)
 	defer pause.Stop()
+	var ended uint64 // 1 + the fragment an END_OF_FRAGMENT tag was written after
 	for {
 		p.mu.Lock()
 		if p.abortSend {
@@ -310,7 +317,19 @@ func (p *Producer) stream(sess *Session, endpoint string, maxAge time.Duration) 
 			p.mu.Unlock()
 			continue
 		case f != nil && f.Complete && p.sendOff >= f.Size:
-			p.sentWhole(f.ID+1, p.cfg.Now()) // the stream's last fragment, ended: its PERSISTED is due
+			// The last fragment buffered, complete and sent whole. One
+			// from an earlier run whose successor never reached the disk
+			// does not end with END_OF_FRAGMENT: the service cannot know
+			// it is complete until something follows it, so the tag goes
+			// out on the connection.
+			if ended != f.ID+1 && !bytes.HasSuffix(f.Data, endOfFragment) && (f.Data != nil || f.Recovered) {
+				if data, err := p.buf.Read(f, 0); err == nil && !bytes.HasSuffix(data, endOfFragment) {
+					chunk, ended = endOfFragment, f.ID+1
+					p.writing, p.writeSince = true, p.cfg.Now()
+					break
+				}
+			}
+			p.sentWhole(f.ID+1, p.cfg.Now()) // its PERSISTED is due
 		}
 		closing := p.closing
 		p.mu.Unlock()
@@ -328,9 +347,11 @@ func (p *Producer) stream(sess *Session, endpoint string, maxAge time.Duration) 
 		case chunk != nil:
 			n, err := sess.Write(chunk)
 			p.mu.Lock()
-			if header {
+			switch {
+			case header:
 				sent = chunk
-			} else {
+			case ended != 0 && &chunk[0] == &endOfFragment[0]:
+			default:
 				p.sendOff += n
 			}
 			p.stats.BytesSent += int64(n)

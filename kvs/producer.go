@@ -251,6 +251,7 @@ func NewProducer(ctx context.Context, cfg ProducerConfig, tracks []media.Track) 
 		}
 	}
 	p.trimOverflow() // a backlog past the limits (older than BufferDuration, say)
+	p.flush()
 	go p.run()
 	return p, nil
 }
