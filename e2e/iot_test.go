@@ -59,7 +59,8 @@ func TestPutWithIoTCredentials(t *testing.T) {
 
 // TestPutWithIoTCredentialsRefused: credentials the service refuses end
 // the run at once, saying where they came from and what the role needs;
-// a wrong thing name is reported before anything starts.
+// a wrong thing name is reported at once (the check runs beside the
+// source: it does not hold up recording).
 func TestPutWithIoTCredentialsRefused(t *testing.T) {
 	t.Parallel()
 	e, d := iotStandIn(t, "not-the-secret-serve-knows", time.Hour)

@@ -31,6 +31,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	if err := writeReliability(); err != nil {
+		fmt.Fprintln(os.Stderr, "writing docs/RELIABILITY.md:", err)
+		code = 1
+	}
+	removeClips()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

@@ -221,7 +221,10 @@ func (p *Producer) stream(sess *Session, endpoint string, maxAge time.Duration) 
 		<-acksDone
 		worked = worked || gotAck.Load()
 		p.mu.Lock()
-		if p.staleErr != nil {
+		switch e := sess.Err(); {
+		case errors.Is(e, ErrRefused):
+			err = e // the service's answer says more than a stale connection
+		case p.staleErr != nil:
 			err = p.staleErr
 		}
 		p.awaiting = p.awaiting[:0]
@@ -391,9 +394,10 @@ func (p *Producer) checkClock(sess *Session) {
 	if !ok || (skew < time.Minute && skew > -time.Minute) {
 		return
 	}
-	what := fmt.Sprintf("%s behind", skew.Round(time.Second))
+	// The Date header has whole seconds: round to ten.
+	what := fmt.Sprintf("%s behind", skew.Round(10*time.Second))
 	if skew < 0 {
-		what = fmt.Sprintf("%s ahead of", (-skew).Round(time.Second))
+		what = fmt.Sprintf("%s ahead of", (-skew).Round(10*time.Second))
 	}
 	p.mu.Lock()
 	p.warnOnce("clock", fmt.Sprintf("this machine's clock is %s the service's (its Date header): the video's timestamps come from this clock and are that far off; requests are signed with the service's time. Set the clock right (NTP, chrony, timedatectl)", what))

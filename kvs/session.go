@@ -92,6 +92,11 @@ func OpenSession(ctx context.Context, cfg SessionConfig) (*Session, error) {
 		cancel()
 		return nil, fmt.Errorf("signing PutMedia: %w", err)
 	}
+	// As AWS's producer does: the body waits for the service's go-ahead,
+	// so that a refusal (credentials, clock, a second connection) comes at
+	// once rather than after the server has drained the body. Not signed:
+	// servers take it out of the headers they verify.
+	h.Set("Expect", "100-continue")
 	s := &Session{pw: pw, acks: make(chan Ack, 256), done: make(chan struct{}), cancel: cancel, opened: t, now: now}
 	go s.run(client, req, pr, cfg.ClockOffset)
 	return s, nil

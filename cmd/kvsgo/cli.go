@@ -95,9 +95,22 @@ func newFlagSet(env *cliEnv, name, usage string) *flag.FlagSet {
 	fs.SetOutput(env.stderr)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: kvsgo %s\n", usage)
-		fs.PrintDefaults()
+		printDefaults(fs)
 	}
 	return fs
+}
+
+// printDefaults lists the flags, leaving out those without a usage text
+// (for tests, not users).
+func printDefaults(fs *flag.FlagSet) {
+	shown := flag.NewFlagSet(fs.Name(), flag.ContinueOnError)
+	shown.SetOutput(fs.Output())
+	fs.VisitAll(func(f *flag.Flag) {
+		if f.Usage != "" {
+			shown.Var(f.Value, f.Name, f.Usage)
+		}
+	})
+	shown.PrintDefaults()
 }
 
 // parseFlags parses args and turns flag errors into errUsage (the flag

@@ -18,6 +18,7 @@ import (
 type iotOptions struct {
 	cfg     iot.Config
 	kvssink string // kvssink's iot-certificate property
+	creds   aws.CredentialsProvider
 }
 
 func addIoTFlags(fs *flag.FlagSet, o *iotOptions) {
@@ -76,28 +77,38 @@ func (o *iotOptions) resolve(f *putFlags) error {
 	return nil
 }
 
-// credentials makes the provider and asks for credentials once, so that a
-// wrong endpoint, certificate, thing name or role alias is reported before
-// anything starts. A failure that may pass (the network not up yet) is
-// only reported: the producer keeps trying.
-func (o *iotOptions) credentials(ctx context.Context) (aws.CredentialsProvider, error) {
+// credentials makes the provider; it does not touch the network (check
+// does), so that nothing holds up recording.
+func (o *iotOptions) credentials(context.Context) (aws.CredentialsProvider, error) {
 	creds, err := iot.NewCredentialsCache(o.cfg)
 	if err != nil {
 		return nil, fmt.Errorf("AWS IoT credentials: %w", err)
 	}
-	if _, err := creds.Retrieve(ctx); err != nil {
+	o.creds = creds
+	return creds, nil
+}
+
+// check asks for credentials once, beside the source, so that a wrong
+// endpoint, certificate, thing name or role alias is reported at once. A
+// failure that may pass (the network not up yet) is only reported: the
+// producer keeps trying.
+func (o *iotOptions) check(ctx context.Context) error {
+	if _, err := o.creds.Retrieve(ctx); err != nil {
 		var ie *iot.Error
 		if !errors.As(err, &ie) {
-			return nil, err
+			if ctx.Err() != nil {
+				return nil // the run ended first
+			}
+			return err
 		}
 		if !ie.Temporary {
-			return nil, ie // without the cache's "failed to refresh cached credentials"
+			return ie // without the cache's "failed to refresh cached credentials"
 		}
 		if o.cfg.Logger != nil {
 			o.cfg.Logger.Warn("no AWS IoT credentials yet; trying again as the stream starts", "err", ie)
 		}
 	}
-	return creds, nil
+	return nil
 }
 
 // explain adds, to credentials the service refused, where they came from:

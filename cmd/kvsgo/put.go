@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/kvsgo/kvsgo/internal/source"
@@ -42,6 +43,12 @@ type putFlags struct {
 	rtspTransport                             string
 	lowLatency                                bool
 	iot                                       iotOptions
+	bufferDir                                 string
+	bufferSizeMB                              int
+	bufferAge                                 time.Duration
+	// clockOffset moves the producer's clock, as a machine whose clock is
+	// off would (the fault tests); not in the help.
+	clockOffset time.Duration
 }
 
 // alias registers another name for a flag, for people coming from kvssink.
@@ -65,7 +72,11 @@ func runPut(env *cliEnv, args []string) error {
 	fs.Float64Var(&f.fps, "fps", 0, "frame rate of a raw H.264/H.265 source (default: from the stream, else arrival time)")
 	fs.BoolVar(&f.fast, "fast", false, "send a file as fast as the service takes it, not in real time")
 	fs.DurationVar(&f.bufferDuration, "buffer", 120*time.Second, "video kept until the service has persisted it; past it the oldest fragments are dropped")
-	fs.IntVar(&f.storageMB, "storage-size", 128, "MB kept until the service has persisted it")
+	fs.IntVar(&f.storageMB, "storage-size", 128, "MB kept until the service has persisted it (with --buffer-dir: kept in memory when the disk cannot be written)")
+	fs.StringVar(&f.bufferDir, "buffer-dir", "", "keep every fragment on disk in this directory until the service has persisted it: a crash, kill or power cut loses nothing buffered, and the next start with the same directory and stream sends it first")
+	fs.IntVar(&f.bufferSizeMB, "buffer-size", 1024, "with --buffer-dir: MB of video kept on disk; past it the oldest fragments are evicted")
+	fs.DurationVar(&f.bufferAge, "buffer-age", 24*time.Hour, "with --buffer-dir: how much older than the newest the oldest video kept may be; past it the oldest fragments are evicted")
+	fs.DurationVar(&f.clockOffset, "clock-offset", 0, "")
 	fs.DurationVar(&f.ackTimeout, "ack-timeout", 10*time.Second, "reconnect when sent data gets no acknowledgement for this long")
 	fs.DurationVar(&f.giveUp, "give-up-after", 2*time.Minute, "exit with an error after this long without a working connection (0: never)")
 	fs.DurationVar(&f.close, "close-timeout", 30*time.Second, "at the end, how long to wait for the last fragments to be persisted")
@@ -100,11 +111,21 @@ func runPut(env *cliEnv, args []string) error {
 	if *bufferSecs > 0 {
 		f.bufferDuration = time.Duration(*bufferSecs) * time.Second
 	}
+	giveUpSet := false
 	fs.Visit(func(fl *flag.Flag) {
-		if fl.Name == "low-latency" {
+		switch fl.Name {
+		case "low-latency":
 			f.camera.LowLatency = &f.lowLatency
+		case "give-up-after":
+			giveUpSet = true
 		}
 	})
+	if f.bufferDir != "" && !giveUpSet {
+		f.giveUp = 0 // a camera with a disk buffer records through any outage
+	}
+	if f.bufferDir != "" && (f.bufferSizeMB <= 0 || f.bufferAge <= 0) {
+		return fmt.Errorf("%w: --buffer-size and --buffer-age must be more than 0", errUsage)
+	}
 	f.camera.FPS = f.fps
 	if err := f.iot.resolve(&f); err != nil {
 		return err
@@ -118,7 +139,11 @@ func runPut(env *cliEnv, args []string) error {
 		return err
 	}
 	f.iot.cfg.Logger = log
-	ctx, stop := stopOnSignals(log, os.Exit)
+	lost := "what was not yet persisted is lost"
+	if f.bufferDir != "" {
+		lost = "what was not yet persisted stays in " + f.bufferDir + " for the next start"
+	}
+	ctx, stop := stopOnSignals(log, os.Exit, lost)
 	defer stop()
 	return f.iot.explain(put(ctx, env, log, f))
 }
@@ -127,7 +152,7 @@ func runPut(env *cliEnv, args []string) error {
 // SIGTERM: kvsgo then stops reading its source, even in the middle of a
 // blocked read, and delivers what it holds. A second signal quits at once
 // (exit status 128 + the signal's number). stop releases the signals.
-func stopOnSignals(log *slog.Logger, exit func(code int)) (ctx context.Context, stop func()) {
+func stopOnSignals(log *slog.Logger, exit func(code int), lost string) (ctx context.Context, stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
@@ -145,7 +170,7 @@ func stopOnSignals(log *slog.Logger, exit func(code int)) (ctx context.Context, 
 		}
 		select {
 		case s := <-sigs:
-			log.Warn("quitting at once: what was not yet persisted is lost", "signal", s.String())
+			log.Warn("quitting at once: "+lost, "signal", s.String())
 			code := 1
 			if n, ok := s.(syscall.Signal); ok {
 				code = 128 + int(n)
@@ -169,12 +194,16 @@ func put(ctx context.Context, env *cliEnv, log *slog.Logger, f putFlags) error {
 	if err != nil {
 		return err
 	}
-	src, closer, err := source.Open(f.src, source.Options{FPS: f.fps, Fast: f.fast, Camera: f.camera, RTSPTransport: f.rtspTransport, Logger: log.With("source", source.Label(f.src))})
-	if err != nil {
-		return err
-	}
-	if closer != nil {
-		defer closer.Close()
+	// No credentials check may hold up recording: AWS IoT's runs beside
+	// the source, and ends the run only if the credentials are refused.
+	ctx, failRun := context.WithCancelCause(ctx)
+	defer failRun(nil)
+	if f.iot.enabled() {
+		go func() {
+			if err := f.iot.check(ctx); err != nil {
+				failRun(err)
+			}
+		}()
 	}
 	pcfg := kvs.ProducerConfig{
 		Stream:       kvs.StreamSetup{Name: f.stream, Create: !f.noCreate, RetentionHours: int32(f.retention), DeviceName: "kvsgo"},
@@ -184,8 +213,38 @@ func put(ctx context.Context, env *cliEnv, log *slog.Logger, f putFlags) error {
 		AudioFragmentDuration: time.Duration(f.fragmentDuration) * time.Millisecond,
 		OnEvent:               func(e kvs.Event) { logEvent(log, e) },
 	}
+	if f.clockOffset != 0 {
+		pcfg.Now = func() time.Time { return time.Now().Add(f.clockOffset) }
+	}
 	// The producer outlives a Ctrl-C: it still delivers what it holds.
 	sink := &producerSink{ctx: context.WithoutCancel(ctx), cfg: pcfg}
+	var disk *kvs.DiskBuffer
+	if f.bufferDir != "" {
+		var rec kvs.Recovery
+		disk, rec, err = kvs.OpenDiskBuffer(kvs.DiskBufferConfig{Dir: f.bufferDir, Stream: f.stream, MemoryLimit: int64(f.storageMB) << 20,
+			Logger: log, OnProblem: func(msg string) { log.Error(msg) }})
+		if err != nil {
+			return err
+		}
+		defer disk.Close()
+		sink.cfg.Buffer, sink.cfg.BufferBytes, sink.cfg.BufferDuration = disk, int64(f.bufferSizeMB)<<20, f.bufferAge
+		reportRecovery(log, rec)
+		sink.dropped.Torn = rec.TornFrames()
+		if rec.Fragments > 0 {
+			// What an earlier run buffered goes out now, whether or not
+			// the source ever starts.
+			if err := sink.Start(nil); err != nil {
+				return err
+			}
+		}
+	}
+	src, closer, err := source.Open(f.src, source.Options{FPS: f.fps, Fast: f.fast, Camera: f.camera, RTSPTransport: f.rtspTransport, Logger: log.With("source", source.Label(f.src))})
+	if err != nil {
+		return err
+	}
+	if closer != nil {
+		defer closer.Close()
+	}
 	var wg sync.WaitGroup
 	statusCtx, stopStatus := context.WithCancel(ctx)
 	defer func() { stopStatus(); wg.Wait() }()
@@ -206,6 +265,9 @@ func put(ctx context.Context, env *cliEnv, log *slog.Logger, f putFlags) error {
 	wg.Wait()
 	p := sink.producer()
 	if p == nil {
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+			return cause // the credentials were refused
+		}
 		if runErr != nil && !errors.Is(runErr, context.Canceled) {
 			return fmt.Errorf("source %s: %w", f.src, runErr)
 		}
@@ -215,18 +277,37 @@ func put(ctx context.Context, env *cliEnv, log *slog.Logger, f putFlags) error {
 	fmt.Fprintf(env.stdout, "kvsgo put: %d frames, %d fragments, %d persisted, %d errors, %d dropped fragments, %d reconnects, %d frames lost, %d discontinuities in %s\n",
 		st.Frames, st.Fragments, st.Persisted, st.Errors, st.DroppedFragments, st.Reconnects, st.Lost.Total(), st.Discontinuities,
 		time.Since(start).Round(100*time.Millisecond))
+	if st.Recovered > 0 {
+		fmt.Fprintf(env.stdout, "kvsgo put: %d fragments (%d frames) buffered on disk by an earlier run, sent first\n", st.Recovered, st.RecoveredFrames)
+	}
 	if st.Lost.Total() > 0 {
 		fmt.Fprintf(env.stdout, "kvsgo put: frames lost: %s\n", st.Lost)
+	}
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause // the credentials were refused
 	}
 	switch {
 	case runErr != nil && !errors.Is(runErr, context.Canceled) && !errors.Is(runErr, p.Err()):
 		return fmt.Errorf("source %s: %w", f.src, runErr)
+	case closeErr != nil && disk != nil && st.BufferedFragments > 0:
+		return fmt.Errorf("%w; they stay in %s, and the next start with the same --buffer-dir and --stream sends them", closeErr, disk.Dir())
 	case closeErr != nil:
 		return closeErr
 	case failingLosses(st.Lost, source.Live(f.src)) > 0:
 		return lostError(st.Lost, source.Live(f.src))
 	}
 	return nil
+}
+
+// reportRecovery says what a disk buffer held from an earlier run.
+func reportRecovery(log *slog.Logger, rec kvs.Recovery) {
+	for _, t := range rec.Torn {
+		log.Warn("skipped a torn fragment file: it is not sent", "file", t.Name, "bytes", t.Bytes, "frames", t.Frames, "why", t.Why)
+	}
+	if rec.Fragments > 0 {
+		log.Info(fmt.Sprintf("%d fragments (%d frames, %.1f MB, %s to %s) buffered by an earlier run in %s: they are sent first, oldest first",
+			rec.Fragments, rec.Frames, float64(rec.Bytes)/1e6, rec.Oldest.UTC().Format(time.RFC3339), rec.Newest.UTC().Format(time.RFC3339), rec.Dir))
+	}
 }
 
 // failingLosses counts the frames lost that make put fail: all but those
@@ -421,6 +502,9 @@ func statusLine(ctx context.Context, w io.Writer, s *producerSink) {
 // serveProducerMetrics serves /metrics and /healthz for a running put.
 func serveProducerMetrics(addr string, s *producerSink, log *slog.Logger) (*http.Server, error) {
 	reg := prometheus.NewRegistry()
+	// The process's own: memory, open files, goroutines (what a long run
+	// or a fault must not make grow).
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	gauge := func(name, help string, v func(kvs.Stats) float64) {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 {
 			if p := s.producer(); p != nil {
@@ -443,7 +527,12 @@ func serveProducerMetrics(addr string, s *producerSink, log *slog.Logger) (*http
 	gauge("kvsgo_put_fragments", "Fragments started.", func(st kvs.Stats) float64 { return float64(st.Fragments) })
 	gauge("kvsgo_put_fragments_persisted", "PERSISTED acks.", func(st kvs.Stats) float64 { return float64(st.Persisted) })
 	gauge("kvsgo_put_ack_errors", "ERROR acks.", func(st kvs.Stats) float64 { return float64(st.Errors) })
-	gauge("kvsgo_put_fragments_dropped", "Fragments dropped from a full buffer.", func(st kvs.Stats) float64 { return float64(st.DroppedFragments) })
+	gauge("kvsgo_put_fragments_dropped", "Fragments dropped (evicted) from a full buffer, or unreadable on disk.", func(st kvs.Stats) float64 { return float64(st.DroppedFragments) })
+	gauge("kvsgo_put_fragments_recovered", "Fragments a disk buffer held from an earlier run, sent first.", func(st kvs.Stats) float64 { return float64(st.Recovered) })
+	gauge("kvsgo_put_fragments_received", "RECEIVED acks.", func(st kvs.Stats) float64 { return float64(st.Received) })
+	gauge("kvsgo_put_reconnects", "Connections lost and made again.", func(st kvs.Stats) float64 { return float64(st.Reconnects) })
+	gauge("kvsgo_put_buffered_fragments", "Fragments not yet persisted.", func(st kvs.Stats) float64 { return float64(st.BufferedFragments) })
+	gauge("kvsgo_put_buffered_bytes", "Bytes not yet persisted.", func(st kvs.Stats) float64 { return float64(st.BufferedBytes) })
 	gauge("kvsgo_put_buffered_seconds", "Video not yet persisted.", func(st kvs.Stats) float64 { return st.BufferedDuration.Seconds() })
 	gauge("kvsgo_put_ack_latency_seconds", "A fragment's last frame to its PERSISTED.", func(st kvs.Stats) float64 { return st.LastAckLatency.Seconds() })
 	gauge("kvsgo_put_connected", "1 while streaming.", func(st kvs.Stats) float64 {

@@ -33,7 +33,7 @@ func (l *lockedBuffer) String() string {
 func TestStopOnSignals(t *testing.T) {
 	var logs lockedBuffer
 	exited := make(chan int, 1)
-	ctx, stop := stopOnSignals(slog.New(slog.NewTextHandler(&logs, nil)), func(code int) { exited <- code })
+	ctx, stop := stopOnSignals(slog.New(slog.NewTextHandler(&logs, nil)), func(code int) { exited <- code }, "what was not yet persisted is lost")
 	defer stop()
 	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
 		t.Fatal(err)
