@@ -71,7 +71,7 @@ func killedWhileServerDown(t *testing.T, order int, clock string) {
 		for _, size := range parts {
 			torn = size > 4096 // some frames of the fragment being written are on disk
 		}
-		if len(frags) >= 4 && torn {
+		if len(frags) >= 8 && torn { // more than the service takes in a second
 			break
 		}
 		if time.Now().After(deadline) {
@@ -117,6 +117,9 @@ func killedWhileServerDown(t *testing.T, order int, clock string) {
 	}
 	if frags, parts := bufferFiles(t, streamDir); len(frags)+len(parts) != 0 {
 		t.Fatalf("files left after everything was persisted: %v %v", frags, parts)
+	}
+	if busiest := busiestSecond(t, srv.url, "cam"); busiest > 5 {
+		t.Fatalf("%d fragments within a second: the service takes 5", busiest)
 	}
 	fault := "put with `--buffer-dir` killed (SIGKILL) mid-fragment while the server is down; then both back, put with a new source"
 	happened := fmt.Sprintf("the %d whole fragments on disk were sent first, oldest first, then the new video, on one stream in timestamp order (no 4004); the torn fragment was reported and not sent; the directory was empty at the end", whole)
