@@ -1,0 +1,3 @@
+package main
+
+func runDemo(env *cliEnv, args []string) error { return nil }
