@@ -42,6 +42,8 @@ type Config struct {
 	// GetMediaLinger is how long GetMedia waits at the live edge after the
 	// stream's producer has gone before it ends, 3 s.
 	GetMediaLinger time.Duration
+	// UI configures the web page at / (ui.go).
+	UI UIConfig
 }
 
 func (c *Config) defaults() {
@@ -124,6 +126,7 @@ func New(cfg Config) *Server {
 	s.mux.Handle("POST /getMediaForFragmentList", s.streamingAPI("getMediaForFragmentList", true, s.getMediaForFragmentList))
 	s.mux.Handle("GET /metrics", s.metrics.handler())
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	s.registerUI()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errorf(http.StatusNotFound, "UnknownOperationException", "kvsgo serve has no operation %s %s", r.Method, r.URL.Path))
 	})
