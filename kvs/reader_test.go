@@ -427,7 +427,9 @@ func TestReaderErrors(t *testing.T) {
 // staticEndpoint serves GetMedia from a fixed handler.
 type staticEndpoint string
 
-func (s staticEndpoint) DataEndpoint(context.Context, string, string) (string, error) { return string(s), nil }
+func (s staticEndpoint) DataEndpoint(context.Context, string, string) (string, error) {
+	return string(s), nil
+}
 
 func capture(t testing.TB, name string) []byte {
 	t.Helper()
