@@ -53,6 +53,9 @@ func runGet(env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
+	if _, err := output.New(f.format, io.Discard); err != nil { // before creating the file
+		return fmt.Errorf("%w: --format: %v", errUsage, err)
+	}
 	var dst io.Writer = env.stdout
 	if f.out != "-" {
 		file, err := os.Create(f.out)
