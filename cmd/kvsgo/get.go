@@ -89,11 +89,12 @@ func runGet(env *cliEnv, args []string) error {
 	defer r.Close()
 	began := time.Now()
 	readErr := copyFrames(r, w, bw)
-	if err := bw.Flush(); err != nil && readErr == nil {
-		readErr = fmt.Errorf("writing the output: %w", err)
+	// The end of the stream, or Ctrl-C: a normal end.
+	benign := errors.Is(readErr, io.EOF) || (errors.Is(readErr, context.Canceled) && ctx.Err() != nil)
+	if err := bw.Flush(); err != nil && benign {
+		readErr, benign = fmt.Errorf("writing the output: %w", err), false
 	}
 	st := r.Stats()
-	benign := readErr == nil || errors.Is(readErr, io.EOF) || (errors.Is(readErr, context.Canceled) && ctx.Err() != nil)
 	if !benign && st.Frames == 0 {
 		if f.out != "-" {
 			_ = os.Remove(f.out) // nothing in it
