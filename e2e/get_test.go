@@ -166,25 +166,16 @@ func TestGetResumesAfterCutConnections(t *testing.T) {
 
 // TestGetFollowsOrStopsAtTheEdge: while a producer streams live, `get
 // --until-caught-up` ends at the live edge; without it `get` keeps
-// following until Ctrl-C, which ends it cleanly with a playable file.
+// following, also after the producer leaves and another comes, until
+// Ctrl-C, which ends it cleanly with a playable file.
 func TestGetFollowsOrStopsAtTheEdge(t *testing.T) {
 	t.Parallel()
 	srv := startServe(t, serveArgs(t.TempDir())...)
-	startPut(t, "--stream", "live", "--source", "testsrc", "--endpoint", srv.url)
+	put1 := startProc(t, binary, "put", "--quiet", "--stream", "live", "--source", "testsrc", "--endpoint", srv.url)
 	waitFragments(t, srv.url, "live", 3)
 
 	dir := t.TempDir()
-	follow := exec.Command(binary, "get", "--stream", "live", "--start", "earliest", "--endpoint", srv.url, "-o", filepath.Join(dir, "follow.mkv"))
-	follow.Env = awsEnv()
-	var followErr lockedBuilder
-	followErr.b = &strings.Builder{}
-	follow.Stderr = &followErr
-	if err := follow.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- follow.Wait() }()
-	t.Cleanup(func() { _ = follow.Process.Kill() })
+	follow := startProc(t, binary, "get", "--stream", "live", "--start", "earliest", "--endpoint", srv.url, "-o", filepath.Join(dir, "follow.mkv"))
 
 	start := time.Now()
 	edge := filepath.Join(dir, "edge.mkv")
@@ -200,27 +191,91 @@ func TestGetFollowsOrStopsAtTheEdge(t *testing.T) {
 		t.Fatalf("get --until-caught-up wrote %d frames; 3 fragments of 30 were stored before it started", edgeFrames)
 	}
 
-	// The follower is still there, and gets fragments stored after the
-	// until-caught-up reader ended.
-	select {
-	case err := <-done:
-		t.Fatalf("get without --until-caught-up ended by itself: %v\n%s", err, followErr.String())
-	default:
+	// The producer leaves: the server ends the follower's GetMedia at the
+	// edge, and the follower asks again (at least twice) and waits on.
+	if err := put1.stop(); err != nil {
+		t.Fatalf("put: %v\n%s", err, put1.stderr.String())
 	}
-	latest := fragmentCount(t, srv.url, "live")
-	waitFragments(t, srv.url, "live", latest+2)
-	_ = follow.Process.Signal(os.Interrupt)
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("get after Ctrl-C: %v\n%s", err, followErr.String())
+	first := fragmentCount(t, srv.url, "live")
+	asked := getMediaRequests(t, srv.url)
+	deadline := time.Now().Add(30 * time.Second)
+	for getMediaRequests(t, srv.url) < asked+2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the follower did not ask again after the producer left:\n%s", follow.stderr.String())
 		}
-	case <-time.After(15 * time.Second):
-		t.Fatalf("get did not stop on Ctrl-C:\n%s", followErr.String())
+		time.Sleep(100 * time.Millisecond)
 	}
-	if n := framesIn(t, filepath.Join(dir, "follow.mkv")); n < edgeFrames+60 {
-		t.Fatalf("the follower wrote %d frames, the until-caught-up reader %d: it did not follow", n, edgeFrames)
+	if follow.exited() {
+		t.Fatalf("get without --until-caught-up ended by itself:\n%s", follow.stderr.String())
 	}
+	put2 := startProc(t, binary, "put", "--quiet", "--stream", "live", "--source", "testsrc", "--endpoint", srv.url)
+	waitFragments(t, srv.url, "live", first+2)
+	if err := follow.stop(); err != nil {
+		t.Fatalf("get after Ctrl-C: %v\n%s", err, follow.stderr.String())
+	}
+	_ = put2.stop()
+	if n := framesIn(t, filepath.Join(dir, "follow.mkv")); n < (first+1)*30 {
+		t.Fatalf("the follower wrote %d frames; the first producer's %d fragments and the second's first are %d", n, first, (first+1)*30)
+	}
+}
+
+// proc is a kvsgo process a test stops with Ctrl-C.
+type proc struct {
+	cmd    *exec.Cmd
+	stderr *lockedBuilder
+	done   chan error
+}
+
+func startProc(t *testing.T, name string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(name, args...), stderr: &lockedBuilder{b: &strings.Builder{}}, done: make(chan error, 1)}
+	p.cmd.Env = awsEnv()
+	p.cmd.Stderr = p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() { _ = p.cmd.Process.Kill() })
+	return p
+}
+
+func (p *proc) exited() bool {
+	select {
+	case err := <-p.done:
+		p.done <- err
+		return true
+	default:
+		return false
+	}
+}
+
+// stop sends Ctrl-C and waits for the exit.
+func (p *proc) stop() error {
+	_ = p.cmd.Process.Signal(os.Interrupt)
+	select {
+	case err := <-p.done:
+		p.done <- err
+		return err
+	case <-time.After(30 * time.Second):
+		return errors.New("did not stop on Ctrl-C")
+	}
+}
+
+// getMediaRequests reads the server's count of GetMedia requests.
+func getMediaRequests(t *testing.T, base string) int {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	n := 0
+	for _, m := range regexp.MustCompile(`kvsgo_api_requests_total\{code="200",operation="getMedia"\} (\d+)`).FindAllSubmatch(body, -1) {
+		v, _ := strconv.Atoi(string(m[1]))
+		n += v
+	}
+	return n
 }
 
 // framesIn counts the video frames ffprobe reads in a file.

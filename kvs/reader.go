@@ -154,6 +154,8 @@ type ReaderStats struct {
 	// and the Reader dropped.
 	Duplicates int64
 	Reconnects int64
+	// Requests counts GetMedia responses opened.
+	Requests int64
 }
 
 // Reader reads a stream with GetMedia: frames in order, each exactly once,
@@ -608,6 +610,7 @@ func (r *Reader) open() error {
 	r.resp, r.dmx = resp, mkv.NewDemuxer(resp.Body)
 	r.mu.Lock()
 	r.cancelReq = cancel
+	r.stats.Requests++
 	r.mu.Unlock()
 	r.inCluster, r.block, r.blockNext, r.respFragments = false, mkv.Block{}, 0, 0
 	if r.cfg.UntilCaughtUp {

@@ -347,6 +347,16 @@ func TestReaderFollowsTheLiveEdge(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect(30, 60)
+	// The server ends the follower's GetMedia once the producer is gone; it
+	// asks again, and again finds nothing at first.
+	asked := follower.Stats().Requests
+	deadline := time.Now().Add(20 * time.Second)
+	for follower.Stats().Requests < asked+2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the follower asked %d times since the producer left; want 2 more", follower.Stats().Requests-asked)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	p = newProducer(t, srv.URL, "live")
 	produce(t, p, 60, 120)
 	expect(60, 90)
