@@ -363,7 +363,9 @@ func TestReaderFollowsTheLiveEdge(t *testing.T) {
 
 	// A reader until caught up ends while the producer is connected, at
 	// the last complete fragment.
-	edge := newReader(t, context.Background(), srv.URL, "live", kvs.StartSelector{Type: kvs.StartEarliest}, true)
+	edgeCtx, edgeCancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer edgeCancel()
+	edge := newReader(t, edgeCtx, srv.URL, "live", kvs.StartSelector{Type: kvs.StartEarliest}, true)
 	n, _, err := readAll(t, edge)
 	if !errors.Is(err, io.EOF) {
 		t.Fatalf("until caught up: %d frames, %v", len(n), err)
