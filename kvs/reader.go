@@ -211,9 +211,10 @@ type Reader struct {
 
 	closed atomic.Bool
 
-	mu        sync.Mutex // guards stats and cancelReq (the caught-up timer uses it)
+	mu        sync.Mutex // guards stats, cancelReq and quietGen (the caught-up timer uses them)
 	stats     ReaderStats
 	cancelReq context.CancelFunc
+	quietGen  uint64
 	out       Frame
 }
 
@@ -417,7 +418,9 @@ func (r *Reader) tags(tags []mkv.SimpleTag) error {
 		case mkv.TagProducerTS:
 			r.pendingProd, _ = parseSeconds(t.Value)
 		case mkv.TagContinuation:
-			r.token = t.Value
+			if !r.skipFrag { // a repeat's token would move the position back
+				r.token = t.Value
+			}
 		case mkv.TagMillisBehindNow:
 			if ms, err := strconv.ParseInt(t.Value, 10, 64); err == nil {
 				r.behind, r.haveBehind = time.Duration(ms)*time.Millisecond, true
@@ -461,7 +464,11 @@ func (r *Reader) startFragment(tc int64) {
 	// A fragment at or before the last one delivered whole came again:
 	// the service resent it after a reconnect.
 	r.skipFrag = r.frag.Number != "" && r.doneNumber != "" && compareFragmentNumbers(r.frag.Number, r.doneNumber) <= 0
-	if r.frag.Number != r.partNumber {
+	if !r.skipFrag && r.partNumber != "" && r.frag.Number != r.partNumber {
+		if r.frag.Number != "" && compareFragmentNumbers(r.frag.Number, r.partNumber) > 0 {
+			r.log.Warn("the rest of a fragment read in part before a reconnect is gone from the stream (expired?)",
+				"fragment", r.partNumber, "frames_read", r.partFrames)
+		}
 		r.partNumber, r.partFrames = "", 0
 	}
 	r.fragSpan = 0
@@ -746,27 +753,36 @@ func (r *Reader) armQuiet() {
 }
 
 func (r *Reader) setQuiet(d time.Duration) {
-	if r.quiet == nil {
-		r.quiet = time.AfterFunc(d, r.quietFired)
-		return
-	}
-	r.quiet.Reset(d)
+	r.stopQuiet()
+	r.mu.Lock()
+	gen := r.quietGen
+	r.mu.Unlock()
+	r.quiet = time.AfterFunc(d, func() { r.quietFired(gen) })
 }
 
+// stopQuiet stops the caught-up timer. One that has fired already but not
+// yet run finds its generation outdated and does nothing.
 func (r *Reader) stopQuiet() {
-	if r.quiet != nil {
-		r.quiet.Stop()
+	if r.quiet == nil {
+		return
 	}
+	r.quiet.Stop()
+	r.quiet = nil
+	r.mu.Lock()
+	r.quietGen++
+	r.mu.Unlock()
 }
 
 // quietFired runs on the timer's goroutine: it marks the reader caught up
 // and ends the response the reader is waiting on.
-func (r *Reader) quietFired() {
-	r.caughtUp.Store(true)
+func (r *Reader) quietFired(gen uint64) {
 	r.mu.Lock()
-	cancel := r.cancelReq
-	r.mu.Unlock()
-	if cancel != nil {
-		cancel()
+	defer r.mu.Unlock()
+	if gen != r.quietGen {
+		return
+	}
+	r.caughtUp.Store(true)
+	if r.cancelReq != nil {
+		r.cancelReq()
 	}
 }
