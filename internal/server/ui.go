@@ -34,15 +34,16 @@ type HLSSessions interface {
 	NewSession(ctx context.Context, stream, mode string, start, end time.Time) (string, error)
 }
 
-// Clips writes an MP4 clip of a time range (GetClip) for the page.
+// Clips writes an MP4 clip of a producer-time range (GetClip) for the
+// page. It writes nothing when it fails.
 type Clips interface {
 	WriteClip(ctx context.Context, w io.Writer, stream string, start, end time.Time) error
 }
 
 // UIConfig configures the page at / and its /ui/ routes.
 type UIConfig struct {
-	// HLS and Clips play and cut video; without them the page says that
-	// playback is not available (503).
+	// HLS and Clips play and cut video; the server's own HLS sessions
+	// (Server.NewSession) and GetClip (Server.WriteClip) when nil.
 	HLS   HLSSessions
 	Clips Clips
 	// SessionTTL is how long a login lasts; 12 h when zero.
@@ -76,6 +77,12 @@ func (s *Server) registerUI() {
 	_, _ = rand.Read(u.key)
 	if u.cfg.SessionTTL == 0 {
 		u.cfg.SessionTTL = 12 * time.Hour
+	}
+	if u.cfg.HLS == nil {
+		u.cfg.HLS = s
+	}
+	if u.cfg.Clips == nil {
+		u.cfg.Clips = s
 	}
 	u.static = http.StripPrefix("/ui/static/", http.FileServerFS(u.files))
 	s.mux.HandleFunc("GET /{$}", u.page)
@@ -431,9 +438,6 @@ func (u *ui) hls(_ http.ResponseWriter, r *http.Request) (any, error) {
 	if _, err := u.s.store.Stream(name); err != nil {
 		return nil, err
 	}
-	if u.cfg.HLS == nil {
-		return nil, uiErrorf(http.StatusServiceUnavailable, "Playback needs HLS, which this build of kvsgo serve does not have yet.")
-	}
 	var start, end time.Time
 	if in.Start > 0 {
 		start = time.UnixMilli(in.Start)
@@ -443,7 +447,7 @@ func (u *ui) hls(_ http.ResponseWriter, r *http.Request) (any, error) {
 	}
 	url, err := u.cfg.HLS.NewSession(r.Context(), name, in.Mode, start, end)
 	if err != nil {
-		return nil, uiErrorf(http.StatusConflict, "%s", plainAPIError(err))
+		return nil, pageError(err)
 	}
 	return map[string]string{"url": url}, nil
 }
@@ -459,18 +463,43 @@ func (u *ui) clip(w http.ResponseWriter, r *http.Request) (any, error) {
 	if _, err := u.s.store.Stream(name); err != nil {
 		return nil, err
 	}
-	if u.cfg.Clips == nil {
-		return nil, uiErrorf(http.StatusServiceUnavailable, "Clips need GetClip, which this build of kvsgo serve does not have yet.")
+	// The headers go out with the clip's first byte, so that a clip that
+	// cannot be made is still told as an error.
+	out := &clipWriter{w: w, name: fmt.Sprintf("%s-%d.mp4", name, start/1000)}
+	if err := u.cfg.Clips.WriteClip(r.Context(), out, name, time.UnixMilli(start), time.UnixMilli(end)); err != nil {
+		if !out.started {
+			return nil, pageError(err)
+		}
+		u.s.log.Info("page clip: the download broke off", "stream", name, "error", err)
 	}
-	// Written to a buffer first, so that an error can still be told as one.
-	var buf bytes.Buffer
-	if err := u.cfg.Clips.WriteClip(r.Context(), &buf, name, time.UnixMilli(start), time.UnixMilli(end)); err != nil {
-		return nil, uiErrorf(http.StatusConflict, "%s", plainAPIError(err))
-	}
-	w.Header().Set("Content-Type", "video/mp4")
-	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s-%d.mp4"`, name, start/1000))
-	_, _ = w.Write(buf.Bytes())
 	return nil, nil
+}
+
+// clipWriter sends a clip's download headers before its first byte.
+type clipWriter struct {
+	w       http.ResponseWriter
+	name    string
+	started bool
+}
+
+func (c *clipWriter) Write(p []byte) (int, error) {
+	if !c.started {
+		c.started = true
+		h := c.w.Header()
+		h.Set("Content-Type", "video/mp4")
+		h.Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", c.name))
+	}
+	return c.w.Write(p)
+}
+
+// pageError is an API error as the page shows it: its status, its message
+// and its name.
+func pageError(err error) error {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return uiErrorf(ae.Status, "%s", plainAPIError(err))
+	}
+	return err
 }
 
 // plainAPIError keeps an API error's message and name for the page.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -171,7 +172,7 @@ func (fakeClips) WriteClip(_ context.Context, w io.Writer, stream string, start,
 
 // TestPageAPI: the stream list shows state, bitrate and video from what
 // is stored; the timeline lists stored spans; playback and clips go to the
-// HLS and GetClip implementations, or say plainly that there are none.
+// HLS and GetClip implementations the server is given.
 func TestPageAPI(t *testing.T) {
 	ts := startServer(t, func(c *server.Config) { c.Credentials = nil })
 	ts.createStream(t, "cam", 1)
@@ -232,13 +233,6 @@ func TestPageAPI(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	if code, msg := post(ts.URL, "/ui/api/streams/cam/hls", `{"mode":"LIVE"}`); code != http.StatusServiceUnavailable || !strings.Contains(msg, "HLS") {
-		t.Fatalf("hls without HLS: %d %q", code, msg)
-	}
-	if code, msg, _ := getPage(t, c, ts.URL+"/ui/api/streams/cam/clip?start=1&end=2"); code != http.StatusServiceUnavailable || !strings.Contains(msg, "GetClip") {
-		t.Fatalf("clip without GetClip: %d %q", code, msg)
-	}
-
 	hls := &fakeHLS{}
 	wired := startServer(t, func(c *server.Config) {
 		c.Credentials = nil
@@ -260,10 +254,113 @@ func TestPageAPI(t *testing.T) {
 	if code != 200 || msg != "mp4:cam" || h.Get("Content-Type") != "video/mp4" || !strings.Contains(h.Get("Content-Disposition"), "attachment") {
 		t.Fatalf("clip: %d %q %v", code, msg, h)
 	}
-	if code, msg, _ := getPage(t, c, wired.URL+"/ui/api/streams/cam/clip?start=0&end=7200000"); code != http.StatusConflict || !strings.Contains(msg, "too long") {
+	if code, msg, _ := getPage(t, c, wired.URL+"/ui/api/streams/cam/clip?start=0&end=7200000"); code != http.StatusInternalServerError || !strings.Contains(msg, "too long") {
 		t.Fatalf("failing clip: %d %q", code, msg)
 	}
 	if code, _, _ := getPage(t, c, wired.URL+"/ui/api/streams/cam/clip?start=5&end=1"); code != http.StatusBadRequest {
 		t.Fatalf("backwards range: %d", code)
 	}
+}
+
+// TestPagePlaysThroughTheServer: by default the page's routes are the
+// server's own HLS sessions and GetClip. After a login, the page's live
+// and replay sessions play (master and media playlists with
+// PROGRAM-DATE-TIME, a media segment), its clip is GetClip's file byte for
+// byte, and a range with nothing in it is the service's error, not a file.
+func TestPagePlaysThroughTheServer(t *testing.T) {
+	ts, _ := playbackServer(t)
+	c := browser(t)
+	post := func(path, body string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, ts.URL+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := post("/ui/api/streams/porch/hls", `{"mode":"LIVE"}`); code != http.StatusUnauthorized {
+		t.Fatalf("a session without a login: %d", code)
+	}
+	if code, loc := login(t, c, ts.URL, testKey, testSecret); code != http.StatusSeeOther || loc != "/" {
+		t.Fatalf("login: %d to %q", code, loc)
+	}
+	_, body, _ := getPage(t, c, ts.URL+"/ui/api/streams/porch/timeline")
+	var tl struct{ First, Last int64 }
+	if err := json.Unmarshal([]byte(body), &tl); err != nil || tl.First == 0 || tl.Last <= tl.First {
+		t.Fatalf("timeline: %v %s", err, body)
+	}
+	// Whole seconds around what is stored, so GetClip's range is the same.
+	start, end := tl.First/1000*1000-1000, (tl.Last/1000+2)*1000
+
+	playable := func(mode, req string) {
+		t.Helper()
+		code, body := post("/ui/api/streams/porch/hls", req)
+		var s struct{ URL string }
+		if err := json.Unmarshal([]byte(body), &s); code != 200 || err != nil || !strings.HasPrefix(s.URL, "/hls/v1/getHLSMasterPlaylist.m3u8?SessionToken=") {
+			t.Fatalf("%s session: %d %s", mode, code, body)
+		}
+		code, _, master := get(t, ts.URL+s.URL)
+		if code != 200 || !bytes.Contains(master, []byte("#EXT-X-STREAM-INF")) {
+			t.Fatalf("%s master playlist: %d %s", mode, code, master)
+		}
+		var media string
+		for _, l := range strings.Split(string(master), "\n") {
+			if strings.HasPrefix(l, "getHLSMediaPlaylist.m3u8") {
+				media = l
+				break
+			}
+		}
+		code, _, pl := get(t, ts.URL+"/hls/v1/"+media)
+		if code != 200 || !bytes.Contains(pl, []byte("#EXT-X-PROGRAM-DATE-TIME:")) {
+			t.Fatalf("%s media playlist: %d %s", mode, code, pl)
+		}
+		var seg string
+		for _, l := range strings.Split(string(pl), "\n") {
+			if strings.HasPrefix(l, "getMP4MediaFragment.mp4") {
+				seg = l
+				break
+			}
+		}
+		if code, _, b := get(t, ts.URL+"/hls/v1/"+seg); code != 200 || len(b) < 8 || string(b[4:8]) != "moof" {
+			t.Fatalf("%s media segment %q: %d", mode, seg, code)
+		}
+	}
+	playable("LIVE", `{"mode":"LIVE"}`)
+	playable("ON_DEMAND", fmt.Sprintf(`{"mode":"ON_DEMAND","start":%d,"end":%d}`, start, end))
+	playable("LIVE_REPLAY", fmt.Sprintf(`{"mode":"LIVE_REPLAY","start":%d}`, start))
+
+	code, clip, h := getPage(t, c, ts.URL+fmt.Sprintf("/ui/api/streams/porch/clip?start=%d&end=%d", start, end))
+	if code != 200 || h.Get("Content-Type") != "video/mp4" || !strings.Contains(h.Get("Content-Disposition"), "attachment") {
+		t.Fatalf("clip: %d %v", code, h)
+	}
+	sel := map[string]any{"FragmentSelectorType": "PRODUCER_TIMESTAMP",
+		"TimestampRange": map[string]any{"StartTimestamp": start / 1000, "EndTimestamp": end / 1000}}
+	resp := ts.post(t, "/getClip", mustJSON(t, map[string]any{"StreamName": "porch", "ClipFragmentSelector": sel}))
+	apiClip, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || len(apiClip) < 1000 || clip != string(apiClip) {
+		t.Fatalf("the page's clip (%d bytes) is not GetClip's (%d: %d bytes)", len(clip), resp.StatusCode, len(apiClip))
+	}
+
+	code, msg, h := getPage(t, c, ts.URL+fmt.Sprintf("/ui/api/streams/porch/clip?start=%d&end=%d", int64(1e12), int64(1e12)+60000))
+	if code != http.StatusNotFound || !strings.Contains(msg, "ResourceNotFoundException") || h.Get("Content-Disposition") != "" {
+		t.Fatalf("a clip of a range without fragments: %d %v %q", code, h, msg)
+	}
+	code, msg = post("/ui/api/streams/porch/hls", fmt.Sprintf(`{"mode":"ON_DEMAND","start":%d,"end":%d}`, int64(1e12), int64(1e12)+60000))
+	if code != http.StatusNotFound || !strings.Contains(msg, "no fragments in the requested time range") {
+		t.Fatalf("a replay of a range without fragments: %d %q", code, msg)
+	}
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
