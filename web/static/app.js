@@ -9,6 +9,24 @@
   const REFRESH_MS = 2000;
   const TIMELINE_MS = 10000;
 
+  // Live: a segment is a whole fragment (one GOP), listed as soon as it is
+  // stored, and hls.js asks for the next playlist before it exists
+  // (blocking reload, _HLS_msn), so it has a fragment a few tens of
+  // milliseconds after the fragment's last frame. The playhead must stay
+  // more than one fragment behind the clock or it runs dry before the next
+  // one lands: 1.5 target durations (1.5 s with a key frame every second)
+  // leaves that margin. Playback speeds up by at most 10% to get back to
+  // it, and jumps after a longer lag (a tab in the background).
+  // scripts/latency measures the result (docs/BENCHMARKS.md).
+  const LIVE_CONFIG = {
+    lowLatencyMode: true,
+    liveSyncDurationCount: 1.5,
+    liveMaxLatencyDurationCount: 6,
+    maxLiveSyncPlaybackRate: 1.1,
+    backBufferLength: 30,
+  };
+  const REPLAY_CONFIG = { backBufferLength: 60 };
+
   async function api(path, opts) {
     const resp = await fetch(path, Object.assign({ credentials: "same-origin" }, opts));
     if (resp.status === 401) {
@@ -177,9 +195,7 @@
     stopPlayer(card);
     const video = card.video;
     if (window.Hls && window.Hls.isSupported()) {
-      const hls = new window.Hls(live
-        ? { lowLatencyMode: true, liveSyncDurationCount: 2, liveMaxLatencyDurationCount: 5, backBufferLength: 30 }
-        : { backBufferLength: 60 });
+      const hls = new window.Hls(live ? LIVE_CONFIG : REPLAY_CONFIG);
       card.hls = hls;
       hls.on(window.Hls.Events.ERROR, (_, d) => {
         if (!d.fatal) return;
