@@ -15,7 +15,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
@@ -122,6 +124,29 @@ func (b *Browser) Screenshot() ([]byte, error) {
 	return chromedp.Run(ctx, chromedp.FullScreenshot(100)) // quality 100: PNG
 }
 
+// AllowDownloads makes downloads land in dir under the names the page
+// gives them.
+func (b *Browser) AllowDownloads(dir string) error {
+	return b.Do(10*time.Second, chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		_, err := chromedp.CallBrowser(ctx, browser.SetDownloadBehavior, browser.SetDownloadBehaviorParams{
+			Behavior: browser.SetDownloadBehaviorBehaviorAllow, DownloadPath: dir})
+		return err
+	}))
+}
+
+// Drag presses the left mouse button at (x1, y1), moves to (x2, y2) in
+// steps, and releases it there (page coordinates in CSS pixels).
+func (b *Browser) Drag(x1, y1, x2, y2 float64) error {
+	steps := []chromedp.Action[chromedp.Void]{chromedp.MouseEvent(input.DispatchMouseEventTypeMouseMoved, x1, y1),
+		chromedp.MouseEvent(input.DispatchMouseEventTypeMousePressed, x1, y1, chromedp.ButtonLeft)}
+	for i := 1; i <= 10; i++ {
+		f := float64(i) / 10
+		steps = append(steps, chromedp.MouseEvent(input.DispatchMouseEventTypeMouseMoved, x1+(x2-x1)*f, y1+(y2-y1)*f, chromedp.ButtonLeft))
+	}
+	steps = append(steps, chromedp.MouseEvent(input.DispatchMouseEventTypeMouseReleased, x2, y2, chromedp.ButtonLeft))
+	return b.Do(10*time.Second, steps...)
+}
+
 // Login signs in on the page's login form with an access key and secret
 // and waits for the page of streams.
 func (b *Browser) Login(base, key, secret string) error {
@@ -152,6 +177,7 @@ type PlayerError struct {
 	Type    string `json:"type"`
 	Details string `json:"details"`
 	Fatal   bool   `json:"fatal"`
+	Reason  string `json:"reason"`
 	At      int64  `json:"at"`
 }
 
@@ -193,7 +219,8 @@ const hlsRecorder = `(() => {
               url: f.url || "", pdt: f.programDateTime || 0, dur: f.duration || 0, at: Date.now() });
           });
           this.on(Hls.Events.ERROR, (_, d) => {
-            rec.errors.push({ player, type: String(d.type), details: String(d.details), fatal: !!d.fatal, at: Date.now() });
+            rec.errors.push({ player, type: String(d.type), details: String(d.details), fatal: !!d.fatal,
+              reason: String(d.reason || (d.error && d.error.message) || ""), at: Date.now() });
           });
         }
       }

@@ -117,8 +117,8 @@
     el.dataset.stream = name;
     const q = (sel) => el.querySelector(sel);
     const card = {
-      name, el, hls: null, mode: "live", live: null, sel: null, timeline: null,
-      video: q("video"), overlay: q(".overlay"), overlayText: q(".overlay-text"),
+      name, el, hls: null, starting: false, mode: "live", live: null, sel: null, timeline: null,
+      video: q("video"), overlay: q(".overlay"), overlayText: q(".overlay-text"), when: q(".when"),
       badge: q(".badge"), canvas: q(".timeline canvas"), selection: q(".selection"),
     };
     q(".name").textContent = name;
@@ -126,6 +126,7 @@
     q(".replay").addEventListener("click", () => replay(card));
     q(".clip").addEventListener("click", () => downloadClip(card));
     card.video.addEventListener("playing", () => { card.overlay.hidden = true; });
+    card.video.addEventListener("timeupdate", () => showWhen(card));
     setupTimeline(card);
     grid.appendChild(el);
     card.timer = setInterval(() => loadTimeline(card), TIMELINE_MS);
@@ -143,7 +144,14 @@
     q(".age").textContent = fmtAge(s.lastFragmentAgeMs);
     q(".video").textContent = s.video || "–";
     q(".stored").textContent = s.firstMs ? `${fmtDuration(s.lastMs - s.firstMs)} · ${s.retentionHours} h kept` : "nothing yet";
-    if (card.mode === "live" && (wasLive === null || (s.live && !wasLive && !card.hls))) startLive(card);
+    if (card.mode !== "live") return;
+    if (s.live && !card.hls && !card.starting) {
+      startLive(card);
+    } else if (!s.live && wasLive !== false) {
+      // No producer: nothing live to show; what is stored can be replayed.
+      stopPlayer(card);
+      showOverlay(card, "Not streaming", "No producer is connected. Drag across the recording below to replay a range.");
+    }
   }
 
   // --- the player -----------------------------------------------------------
@@ -156,6 +164,21 @@
     card.overlayText.append(strong, document.createTextNode(text || ""));
   }
 
+  // showWhen tells the time of the frame on screen, from the playlist's
+  // PROGRAM-DATE-TIME (the producer's clock): live, how far behind the
+  // clock it is; in a replay, when it was recorded.
+  function showWhen(card) {
+    const d = card.hls && card.hls.playingDate;
+    if (!d) {
+      card.when.hidden = true;
+      return;
+    }
+    card.when.hidden = false;
+    card.when.textContent = card.mode === "live"
+      ? `${Math.max(0, (Date.now() - d.getTime()) / 1000).toFixed(1)} s behind live`
+      : `recorded ${fmtDay(d.getTime())}`;
+  }
+
   function stopPlayer(card) {
     if (card.hls) {
       card.hls.destroy();
@@ -163,6 +186,7 @@
     }
     card.video.removeAttribute("src");
     card.video.load();
+    card.when.hidden = true;
   }
 
   async function session(card, body) {
@@ -176,16 +200,24 @@
     card.mode = "live";
     card.el.querySelector(".back-live").hidden = true;
     stopPlayer(card);
+    if (!card.live) {
+      showOverlay(card, "Not streaming", "No producer is connected. Drag across the recording below to replay a range.");
+      return;
+    }
     showOverlay(card, "Connecting…", "");
+    card.starting = true;
     let s;
     try {
       s = await session(card, { mode: "LIVE" });
     } catch (err) {
-      showOverlay(card, "Live view unavailable", err.message);
-      return;
+      s = { error: err.message };
+    } finally {
+      card.starting = false;
     }
+    if (card.mode !== "live") return; // a replay began meanwhile
     if (s.error) {
-      showOverlay(card, card.live ? "Live view unavailable" : "Not streaming", s.error);
+      // The stream list's next refresh tries again while the stream is live.
+      showOverlay(card, "Live view unavailable", s.error);
       return;
     }
     play(card, s.url, true);
@@ -309,6 +341,9 @@
     const select = (a, b) => {
       card.sel = [Math.min(a, b), Math.max(a, b)];
       if (card.sel[1] - card.sel[0] < 1000) card.sel[1] = card.sel[0] + 1000;
+      // The selection in producer time (epoch ms), for scripts and tests.
+      card.el.dataset.selStart = card.sel[0];
+      card.el.dataset.selEnd = card.sel[1];
       placeSelection(card);
       card.el.querySelector(".range").textContent =
         `${fmtDay(card.sel[0])} → ${fmtClock(card.sel[1])} (${fmtDuration(card.sel[1] - card.sel[0])})`;
