@@ -43,7 +43,16 @@ func TestDemoInChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 	exited := make(chan error, 1)
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	waited := make(chan struct{})
+	// Ctrl-C first, so that a demo a failed test leaves removes its data.
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-waited:
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+		}
+	})
 
 	var mu sync.Mutex
 	var lines []string
@@ -59,6 +68,7 @@ func TestDemoInChromium(t *testing.T) {
 			}
 		}
 		exited <- cmd.Wait()
+		close(waited)
 	}()
 	var page string
 	select {
