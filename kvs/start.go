@@ -17,7 +17,8 @@ const (
 	StartNow StartType = "NOW"
 	// StartEarliest: the oldest fragment the stream keeps.
 	StartEarliest StartType = "EARLIEST"
-	// StartFragmentNumber: at the given fragment (AfterFragmentNumber).
+	// StartFragmentNumber: after the given fragment (AfterFragmentNumber:
+	// the service starts with the fragment that follows it).
 	StartFragmentNumber StartType = "FRAGMENT_NUMBER"
 	// StartServerTimestamp: the fragment holding the given server time.
 	StartServerTimestamp StartType = "SERVER_TIMESTAMP"

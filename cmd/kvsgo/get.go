@@ -27,7 +27,7 @@ func runGet(env *cliEnv, args []string) error {
 	fs := newFlagSet(env, "get", "get --stream NAME [--start now|earliest|TIMESTAMP|FRAGMENT_NUMBER] [--until-caught-up] [--format mkv|annexb] [--endpoint URL] [-o FILE|-]")
 	var f getFlags
 	fs.StringVar(&f.stream, "stream", "", "Kinesis video stream to read (required)")
-	fs.StringVar(&f.start, "start", "now", "where to start: now, earliest, a fragment number, a producer time (2026-05-01T12:00:00Z, epoch seconds, or -5m for five minutes ago), or token:CONTINUATION_TOKEN")
+	fs.StringVar(&f.start, "start", "now", "where to start: now, earliest, a fragment number (after it), a producer time (2026-05-01T12:00:00Z, epoch seconds, or -5m for five minutes ago), or token:CONTINUATION_TOKEN")
 	fs.BoolVar(&f.untilCaughtUp, "until-caught-up", false, "stop at the live edge instead of following the stream")
 	fs.StringVar(&f.format, "format", "mkv", "output: mkv (Matroska, for players and recorders) or annexb (raw H.264/H.265 with parameter sets at every key frame, video only, for decoders and detectors)")
 	fs.StringVar(&f.out, "o", "-", "output file, - for stdout")
