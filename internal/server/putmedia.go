@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -196,8 +197,9 @@ type fragmentState struct {
 	serverMS   int64
 	producerMS int64
 	maxBlockTC int64
-	firstGap   int64
 	blocks     int
+	// videoTCs are the fragment's video timecodes, in decoding order.
+	videoTCs []int64
 }
 
 func (in *ingest) received(p []byte) {
@@ -416,7 +418,7 @@ func (in *ingest) startFragment(ev *mkv.Event) (string, bool) {
 	}
 	tcMS := ev.Timecode * in.scale / 1e6
 	in.frag = fragmentState{seq: in.s.store.ReserveFragment(), start: start, timecode: ev.Timecode, serverMS: now.UnixMilli(),
-		producerMS: tcMS, maxBlockTC: ev.Timecode}
+		producerMS: tcMS, maxBlockTC: ev.Timecode, videoTCs: in.frag.videoTCs[:0]}
 	if in.relative {
 		in.frag.producerMS = in.startMS + tcMS
 	}
@@ -442,11 +444,9 @@ func (in *ingest) block(ev *mkv.Event) (string, bool) {
 		return in.fail(kvs.ErrIDFragmentSizeReached, fmt.Errorf("fragment of %d bytes (at most %d)", size, in.s.cfg.MaxFragmentSize)), true
 	}
 	if isVideo {
-		if f.blocks == 1 && ev.Timecode > f.timecode {
-			f.firstGap = ev.Timecode - f.timecode
-		}
 		f.blocks++
 		f.maxBlockTC = max(f.maxBlockTC, ev.Timecode)
+		f.videoTCs = append(f.videoTCs, ev.Timecode)
 	}
 	return "", false
 }
@@ -458,9 +458,9 @@ func (in *ingest) endFragment(end int64) (string, bool) {
 	f := in.frag
 	in.inFragment = false
 	in.lastTC, in.haveLastTC = f.timecode, true
-	// The fragment lasts until its last frame ends; a frame lasts about as
-	// long as the gap between the first two.
-	durationMS := ((f.maxBlockTC - f.timecode) + f.firstGap) * in.scale / 1e6
+	// The fragment lasts until its last frame ends: its latest
+	// presentation time and one frame interval.
+	durationMS := ((f.maxBlockTC - f.timecode) + frameInterval(f.videoTCs)) * in.scale / 1e6
 	stored, dup, err := in.s.store.AppendFragment(in.stream.ID, store.NewFragment{
 		Seq: f.seq, Header: in.header, Body: in.slice(f.start, end),
 		ProducerMS: f.producerMS, ServerMS: f.serverMS, DurationMS: durationMS, Timecode: f.timecode,
@@ -486,4 +486,23 @@ func (in *ingest) endFragment(end int64) (string, bool) {
 		in.ack(kvs.Ack{EventType: kvs.AckPersisted, FragmentTimecode: f.timecode, HasTimecode: true, FragmentNumber: stored.Number()})
 	}
 	return "", false
+}
+
+// frameInterval is the median step between a fragment's distinct video
+// presentation times, sorted: the frame interval, whatever the decoding
+// order (with B-frames the second frame decoded is shown several frames
+// later) and robust to a dropped frame; 0 for a single frame. It sorts tcs.
+func frameInterval(tcs []int64) int64 {
+	slices.Sort(tcs)
+	var steps []int64
+	for i := 1; i < len(tcs); i++ {
+		if d := tcs[i] - tcs[i-1]; d > 0 {
+			steps = append(steps, d)
+		}
+	}
+	if len(steps) == 0 {
+		return 0
+	}
+	slices.Sort(steps)
+	return steps[len(steps)/2]
 }

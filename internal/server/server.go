@@ -48,6 +48,8 @@ type Config struct {
 	// NoThrottle turns off the service's per-stream call limits
 	// (ClientLimitExceededException), for load tests.
 	NoThrottle bool
+	// UI configures the web page at / (ui.go).
+	UI UIConfig
 }
 
 func (c *Config) defaults() {
@@ -147,6 +149,7 @@ func New(cfg Config) *Server {
 	s.mux.Handle("GET /dash/v1/{resource}", s.playbackResource(playback.KindDASH))
 	s.mux.Handle("GET /metrics", s.metrics.handler())
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	s.registerUI()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errorf(http.StatusNotFound, "UnknownOperationException", "kvsgo serve has no operation %s %s", r.Method, r.URL.Path))
 	})
