@@ -55,6 +55,10 @@ func (p *Producer) run() {
 					p.setFatal(err)
 					return
 				}
+				if refusedCredentials(err) {
+					p.setFatal(credentialsError(err))
+					return
+				}
 				if failingSince.IsZero() {
 					failingSince = p.cfg.Now()
 				}

@@ -44,3 +44,12 @@ func retryableCredentials(err error) bool {
 	var r interface{ RetryableError() bool }
 	return errors.As(err, &r) && r.RetryableError()
 }
+
+// refusedCredentials reports a failure to get credentials that the
+// provider says will not pass by retrying (the AWS IoT endpoint refusing
+// the certificate or the thing name), even when the SDK met it while
+// signing a control-plane call.
+func refusedCredentials(err error) bool {
+	var r interface{ RetryableError() bool }
+	return errors.As(err, &r) && !r.RetryableError()
+}

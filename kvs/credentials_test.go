@@ -3,6 +3,7 @@ package kvs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -150,5 +151,42 @@ func TestCredentialsThatMayCome(t *testing.T) {
 				t.Fatalf("fetched %d times", creds.count())
 			}
 		})
+	}
+}
+
+// credentialsRefusedPlane fails PrepareStream as the SDK does when the
+// credentials provider refuses while signing DescribeStream.
+type credentialsRefusedPlane struct {
+	mu    sync.Mutex
+	calls int
+}
+
+func (c *credentialsRefusedPlane) PrepareStream(context.Context, StreamSetup) (string, int32, error) {
+	c.mu.Lock()
+	c.calls++
+	c.mu.Unlock()
+	return "", 0, fmt.Errorf("looking up stream s: operation error Kinesis Video: DescribeStream, get identity: get credentials: failed to refresh cached credentials, %w",
+		refused{errors.New(`AWS IoT credentials from x: HTTP 403 "Invalid thing name passed": attach the thing`)})
+}
+
+// TestCredentialsRefusedInTheControlPlane: credentials the provider
+// refuses for good end the run at the first control-plane call, with the
+// provider's explanation, instead of being retried as a network failure.
+func TestCredentialsRefusedInTheControlPlane(t *testing.T) {
+	cp := &credentialsRefusedPlane{}
+	p, err := NewProducer(context.Background(), ProducerConfig{Stream: StreamSetup{Name: "s"}, ControlPlane: cp, Credentials: testCreds(),
+		Region: "us-east-1", RetryMin: 10 * time.Millisecond}, testTrack)
+	if err != nil {
+		t.Fatal(err)
+	}
+	putSeconds(t, p, 1)
+	_, err = p.Close(context.Background())
+	if err == nil || !strings.HasPrefix(err.Error(), "no AWS credentials: ") || !strings.Contains(err.Error(), "attach the thing") {
+		t.Fatalf("got %v", err)
+	}
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	if cp.calls != 1 {
+		t.Fatalf("the stream was looked up %d times: a refusal is not retried", cp.calls)
 	}
 }

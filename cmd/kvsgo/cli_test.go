@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 )
 
 func runCLI(args ...string) (code int, stdout, stderr string) {
@@ -85,6 +86,34 @@ func TestPutFlagsAndKVSSinkAliases(t *testing.T) {
 		"--connection-staleness", "30", "--buffer-duration", "120", "--framerate", "25", "--source", "/nonexistent/file.h264")
 	if code != 1 || !strings.Contains(errOut, "cannot open the source") {
 		t.Fatalf("kvssink aliases: %d %q", code, errOut)
+	}
+}
+
+// TestKVSSinkAliasesSettings: kvssink's names land on the settings the
+// run uses, in kvssink's units: seconds for max-latency,
+// connection-staleness and buffer-duration, MB for storage-size.
+func TestKVSSinkAliasesSettings(t *testing.T) {
+	parse := func(args ...string) putFlags {
+		t.Helper()
+		var o, e bytes.Buffer
+		f, err := parsePutFlags(&cliEnv{stdout: &o, stderr: &e}, append([]string{"--source", "testsrc"}, args...))
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, e.String())
+		}
+		return f
+	}
+	f := parse("--stream-name", "porch", "--aws-region", "eu-west-1", "--retention-period", "2", "--storage-size", "64",
+		"--connection-staleness", "30", "--buffer-duration", "300", "--framerate", "25", "--fragment-duration", "2000")
+	if f.stream != "porch" || f.region != "eu-west-1" || f.retention != 2 || f.storageMB != 64 || f.ackTimeout != 30*time.Second ||
+		f.bufferDuration != 300*time.Second || f.fps != 25 || f.camera.FPS != 25 || f.fragmentDuration != 2000 {
+		t.Fatalf("kvssink's names: %+v", f)
+	}
+	if f := parse("--stream-name", "s", "--max-latency", "7"); f.ackTimeout != 7*time.Second {
+		t.Fatalf("--max-latency 7: ack timeout %s, want 7s", f.ackTimeout)
+	}
+	// Without them, kvsgo's own defaults.
+	if f := parse("--stream", "s"); f.ackTimeout != 10*time.Second || f.bufferDuration != 2*time.Minute || f.storageMB != 128 {
+		t.Fatalf("defaults: %+v", f)
 	}
 }
 

@@ -18,7 +18,6 @@ import (
 type iotOptions struct {
 	cfg     iot.Config
 	kvssink string // kvssink's iot-certificate property
-	creds   aws.CredentialsProvider
 }
 
 func addIoTFlags(fs *flag.FlagSet, o *iotOptions) {
@@ -84,7 +83,6 @@ func (o *iotOptions) credentials(context.Context) (aws.CredentialsProvider, erro
 	if err != nil {
 		return nil, fmt.Errorf("AWS IoT credentials: %w", err)
 	}
-	o.creds = creds
 	return creds, nil
 }
 
@@ -92,8 +90,8 @@ func (o *iotOptions) credentials(context.Context) (aws.CredentialsProvider, erro
 // endpoint, certificate, thing name or role alias is reported at once. A
 // failure that may pass (the network not up yet) is only reported: the
 // producer keeps trying.
-func (o *iotOptions) check(ctx context.Context) error {
-	if _, err := o.creds.Retrieve(ctx); err != nil {
+func (o *iotOptions) check(ctx context.Context, creds aws.CredentialsProvider) error {
+	if _, err := creds.Retrieve(ctx); err != nil {
 		var ie *iot.Error
 		if !errors.As(err, &ie) {
 			if ctx.Err() != nil {

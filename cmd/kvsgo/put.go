@@ -58,6 +58,27 @@ func alias(fs *flag.FlagSet, name, to string) {
 }
 
 func runPut(env *cliEnv, args []string) error {
+	f, err := parsePutFlags(env, args)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(env, f.logLevel)
+	if err != nil {
+		return err
+	}
+	f.iot.cfg.Logger = log
+	lost := "what was not yet persisted is lost"
+	if f.bufferDir != "" {
+		lost = "what was not yet persisted stays in " + f.bufferDir + " for the next start"
+	}
+	ctx, stop := stopOnSignals(log, os.Exit, lost)
+	defer stop()
+	return f.iot.explain(put(ctx, env, log, f))
+}
+
+// parsePutFlags reads put's flags, kvssink's names in kvssink's units
+// among them, into the settings the run uses.
+func parsePutFlags(env *cliEnv, args []string) (putFlags, error) {
 	fs := newFlagSet(env, "put", "put --stream NAME --source SRC [--endpoint URL] [--region R]")
 	var f putFlags
 	fs.StringVar(&f.stream, "stream", "", "Kinesis video stream to send to (required; with AWS IoT, the thing name by default)")
@@ -101,7 +122,7 @@ func runPut(env *cliEnv, args []string) error {
 	staleness := fs.Int("connection-staleness", 0, "kvssink's connection-staleness in seconds: same as --ack-timeout")
 	bufferSecs := fs.Int("buffer-duration", 0, "kvssink's buffer-duration in seconds: same as --buffer")
 	if err := parseFlags(fs, args); err != nil {
-		return err
+		return f, err
 	}
 	for _, secs := range []int{*maxLatency, *staleness} {
 		if secs > 0 {
@@ -124,28 +145,17 @@ func runPut(env *cliEnv, args []string) error {
 		f.giveUp = 0 // a camera with a disk buffer records through any outage
 	}
 	if f.bufferDir != "" && (f.bufferSizeMB <= 0 || f.bufferAge <= 0) {
-		return fmt.Errorf("%w: --buffer-size and --buffer-age must be more than 0", errUsage)
+		return f, fmt.Errorf("%w: --buffer-size and --buffer-age must be more than 0", errUsage)
 	}
 	f.camera.FPS = f.fps
 	if err := f.iot.resolve(&f); err != nil {
-		return err
+		return f, err
 	}
 	if f.stream == "" || f.src == "" {
 		fs.Usage()
-		return fmt.Errorf("%w: --stream and --source are required", errUsage)
+		return f, fmt.Errorf("%w: --stream and --source are required", errUsage)
 	}
-	log, err := newLogger(env, f.logLevel)
-	if err != nil {
-		return err
-	}
-	f.iot.cfg.Logger = log
-	lost := "what was not yet persisted is lost"
-	if f.bufferDir != "" {
-		lost = "what was not yet persisted stays in " + f.bufferDir + " for the next start"
-	}
-	ctx, stop := stopOnSignals(log, os.Exit, lost)
-	defer stop()
-	return f.iot.explain(put(ctx, env, log, f))
+	return f, nil
 }
 
 // stopOnSignals returns a context that ends at the first SIGINT or
@@ -200,7 +210,7 @@ func put(ctx context.Context, env *cliEnv, log *slog.Logger, f putFlags) error {
 	defer failRun(nil)
 	if f.iot.enabled() {
 		go func() {
-			if err := f.iot.check(ctx); err != nil {
+			if err := f.iot.check(ctx, awsCfg.Credentials); err != nil {
 				failRun(err)
 			}
 		}()
@@ -273,7 +283,12 @@ func put(ctx context.Context, env *cliEnv, log *slog.Logger, f putFlags) error {
 		}
 		return fmt.Errorf("source %s produced no video", f.src)
 	}
-	st, closeErr := p.Close(context.Background())
+	closeCtx, cancelClose := context.WithCancel(context.Background())
+	defer cancelClose()
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		cancelClose() // the credentials were refused: nothing more will be persisted
+	}
+	st, closeErr := p.Close(closeCtx)
 	fmt.Fprintf(env.stdout, "kvsgo put: %d frames, %d fragments, %d persisted, %d errors, %d dropped fragments, %d reconnects, %d frames lost, %d discontinuities in %s\n",
 		st.Frames, st.Fragments, st.Persisted, st.Errors, st.DroppedFragments, st.Reconnects, st.Lost.Total(), st.Discontinuities,
 		time.Since(start).Round(100*time.Millisecond))
