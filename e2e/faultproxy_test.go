@@ -226,8 +226,11 @@ type tcpProxy struct {
 	refuse  bool
 	stall   bool
 	trickle bool
-	conns   map[net.Conn]bool
-	wake    chan struct{} // closed when the mode changes
+	conns   map[net.Conn]bool // true: put's side
+	wake    chan struct{}     // closed when the mode changes
+	// cut counts put's connections the proxy closed, reset or refused:
+	// the proof that a fault happened.
+	cut int
 }
 
 func newTCPProxy(t *testing.T, target string) *tcpProxy {
@@ -272,12 +275,22 @@ func (p *tcpProxy) set(f func()) {
 func (p *tcpProxy) closeAll(reset bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for c := range p.conns {
+	for c, client := range p.conns {
 		if tc, ok := c.(*net.TCPConn); ok && reset {
 			_ = tc.SetLinger(0) // RST
 		}
 		c.Close()
+		if client {
+			p.cut++
+		}
 	}
+}
+
+// cuts is how many of put's connections were closed, reset or refused.
+func (p *tcpProxy) cuts() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cut
 }
 
 // drop closes every connection and refuses new ones until undrop.
@@ -290,14 +303,17 @@ func (p *tcpProxy) reset() { p.closeAll(true) }
 func (p *tcpProxy) setStall(on bool)   { p.set(func() { p.stall = on }) }
 func (p *tcpProxy) setTrickle(on bool) { p.set(func() { p.trickle = on }) }
 
-func (p *tcpProxy) track(c net.Conn, on bool) bool {
+func (p *tcpProxy) track(c net.Conn, on, client bool) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if on && p.refuse {
+		if client {
+			p.cut++
+		}
 		return false
 	}
 	if on {
-		p.conns[c] = true
+		p.conns[c] = client
 	} else {
 		delete(p.conns, c)
 	}
@@ -305,18 +321,18 @@ func (p *tcpProxy) track(c net.Conn, on bool) bool {
 }
 
 func (p *tcpProxy) serve(client net.Conn) {
-	if !p.track(client, true) {
+	if !p.track(client, true, true) {
 		client.Close()
 		return
 	}
-	defer p.track(client, false)
+	defer p.track(client, false, true)
 	server, err := net.Dial("tcp", p.target)
 	if err != nil {
 		client.Close()
 		return
 	}
-	p.track(server, true)
-	defer p.track(server, false)
+	p.track(server, true, false)
+	defer p.track(server, false, false)
 	done := make(chan struct{}, 2)
 	go func() { p.pipe(client, server, true); done <- struct{}{} }()
 	go func() { p.pipe(server, client, false); done <- struct{}{} }()

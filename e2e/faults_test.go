@@ -89,7 +89,12 @@ type faultCase struct {
 // persisted), taking its health then.
 func streaming(t *testing.T, stream, src, endpoint string, extra ...string) *faultCase {
 	t.Helper()
-	args := append([]string{"--stream", stream, "--source", src, "--endpoint", endpoint, "--ack-timeout", "2s"}, extra...)
+	return streamingWith(t, stream, src, append([]string{"--stream", stream, "--source", src, "--endpoint", endpoint, "--ack-timeout", "2s"}, extra...)...)
+}
+
+// streamingWith is streaming with put's whole command line.
+func streamingWith(t *testing.T, stream, src string, args ...string) *faultCase {
+	t.Helper()
 	c := &faultCase{t: t, stream: stream, src: src, put: startPutProc(t, nil, args...)}
 	c.put.waitMetric(t, "kvsgo_put_fragments_persisted", time.Minute, atLeast(3))
 	c.before = c.put.health(t)
@@ -224,8 +229,16 @@ func TestFaultNetwork(t *testing.T) {
 			proxy := newTCPProxy(t, srv.url)
 			fc := streaming(t, c.name, uniqueClip(t, 60, false), proxy.url)
 			before := fc.persisted()
+			reconnects := fc.put.metric("kvsgo_put_reconnects")
 			c.do(proxy)
 			recovery := fc.put.recovery(t, time.Now(), max(before, fc.persisted()))
+			// The fault happened, and put met it: a proxy that cut nothing
+			// would pass every check below.
+			reconnects = fc.put.metric("kvsgo_put_reconnects") - reconnects
+			cuts := proxy.cuts()
+			if cut := c.name == "drop" || c.name == "reset"; (cut && cuts == 0) || reconnects < 1 {
+				t.Fatalf("the proxy cut %d connections; put reconnected %v times during the fault", cuts, reconnects)
+			}
 			out, errOut, code, lost, extra, after := fc.finish(srv.url)
 			if code != 0 || lost != 0 || extra != 0 || reported(t, out) != 0 {
 				t.Fatalf("exit %d, %d frames lost, %d extra\n%s\n%s", code, lost, extra, out, errOut)
@@ -241,8 +254,8 @@ func TestFaultNetwork(t *testing.T) {
 				rate = fmt.Sprintf(", at most %d fragments a second", busiest)
 			}
 			recordReliability(reliabilityRow{order: c.order, fault: c.fault,
-				happened: fmt.Sprintf("put found the connection stale or lost, reconnected (%d reconnects) and sent again what was not persisted%s; after: %s (before: %s)",
-					int(fc.put.metricAfter("kvsgo_put_reconnects")), rate, after, fc.before),
+				happened: fmt.Sprintf("the proxy cut %d of put's connections; put found the connection stale or lost, reconnected (%d times during the fault, %d in all) and sent again what was not persisted%s; after: %s (before: %s)",
+					cuts, int(reconnects), int(fc.put.metricAfter("kvsgo_put_reconnects")), rate, after, fc.before),
 				lost: "0", dups: extra, recovery: durations([]time.Duration{recovery}) + " after the fault ended"})
 		})
 	}
@@ -252,11 +265,15 @@ func TestFaultNetwork(t *testing.T) {
 // each fragment has its own deadline, so the connection is found stale and
 // what was not acknowledged is sent again (acks lost for some fragments
 // while later ones are acknowledged used to leave them unsent for good).
+// put is started with kvssink's names, in kvssink's units: the ack
+// timeout it reports is --connection-staleness's 2 seconds.
 func TestFaultAcksLost(t *testing.T) {
 	t.Parallel()
 	srv := startServe(t, serveArgs(t.TempDir())...)
 	proxy := newFaultProxy(t, srv.url)
-	c := streaming(t, "silent", uniqueClip(t, 30, false), proxy.url)
+	src := uniqueClip(t, 30, false)
+	c := streamingWith(t, "silent", src, "--stream-name", "silent", "--source", src, "--endpoint", proxy.url,
+		"--connection-staleness", "2", "--buffer-duration", "300", "--storage-size", "64", "--framerate", "30")
 	before := c.persisted()
 	proxy.setRewrite(func([]byte) []byte { return nil })
 	time.Sleep(5 * time.Second)
@@ -267,7 +284,7 @@ func TestFaultAcksLost(t *testing.T) {
 		t.Fatalf("exit %d, %d frames lost, %d extra\n%s\n%s", code, lost, extra, out, errOut)
 	}
 	recordReliability(reliabilityRow{order: 24, fault: "a proxy drops every ack for 5 s",
-		happened: fmt.Sprintf("put found the connection stale (no ack of a fragment's own within --ack-timeout 2s) and sent again what was not acknowledged; after: %s", after),
+		happened: fmt.Sprintf("put (started with kvssink's names: --connection-staleness 2) found the connection stale (no ack of a fragment's own within 2 s) and sent again what was not acknowledged; after: %s", after),
 		lost:     "0", dups: extra, recovery: durations([]time.Duration{recovery}) + " after the acks came back"})
 }
 
