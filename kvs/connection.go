@@ -189,9 +189,21 @@ var endOfFragment = mkv.AppendTags(nil, mkv.SimpleTag{Name: mkv.TagEndOfFragment
 const maxUnacked = 2
 
 // rateWindow is the window the fragment rate is kept over: a little more
-// than the service's second, so that fragments bunched on the way still
-// arrive within its limit.
+// than the service's second.
 const rateWindow = 1100 * time.Millisecond
+
+// fragmentStart is a fragment that started going out, for the service's
+// fragment rate. The service counts fragments by when it receives them,
+// and a loaded machine or a network can bunch them on the way: so the
+// window starts at the fragment's first ack (the service stamps the
+// fragment, then acknowledges it) rather than when it was sent. A
+// fragment MaxFragmentRate back then reached the service at least
+// rateWindow before the next one can, however they were delayed.
+type fragmentStart struct {
+	tc    int64
+	at    time.Time // sent; its first ack once acked
+	acked bool
+}
 
 // stream runs one session: the header, then every fragment not yet
 // acknowledged, then new bytes as they come. It returns whether the session
@@ -247,6 +259,13 @@ func (p *Producer) stream(sess *Session, endpoint string, maxAge time.Duration) 
 	p.sendOff, p.abortSend, p.staleErr = 0, false, nil
 	p.awaiting = p.awaiting[:0]
 	p.writeSince = p.cfg.Now()
+	// What the old connection sent without an ack reached the service, if
+	// at all, before now.
+	for i := range p.starts {
+		if !p.starts[i].acked {
+			p.starts[i].at, p.starts[i].acked = p.writeSince, true
+		}
+	}
 	p.stats.Connected = true
 	// Every connection starts with the header of the first fragment it
 	// sends (a resend after a new header mid-stream uses the old one).
@@ -423,16 +442,29 @@ func (p *Producer) startWait(now time.Time) time.Duration {
 		return -1
 	}
 	if n := p.cfg.MaxFragmentRate; len(p.starts) >= n {
-		if d := p.starts[len(p.starts)-n].Add(rateWindow).Sub(now); d > 0 {
+		s := p.starts[len(p.starts)-n]
+		if !s.acked {
+			return -1
+		}
+		if d := s.at.Add(rateWindow).Sub(now); d > 0 {
 			return d
 		}
 	}
 	return 0
 }
 
+// startAcked moves a fragment's rate window to its first ack; mu is held.
+func (p *Producer) startAcked(tc int64, now time.Time) {
+	for i := range p.starts {
+		if s := &p.starts[i]; s.tc == tc && !s.acked {
+			s.at, s.acked = now, true
+		}
+	}
+}
+
 // sending records that fragment f's first bytes go out now; mu is held.
 func (p *Producer) sending(f *Fragment, now time.Time) {
-	p.starts = append(p.starts, now)
+	p.starts = append(p.starts, fragmentStart{tc: f.Timecode, at: now})
 	if n := p.cfg.MaxFragmentRate; len(p.starts) > n {
 		p.starts = append(p.starts[:0], p.starts[len(p.starts)-n:]...)
 	}
@@ -561,6 +593,9 @@ const maxErrorStreak = 5
 func (p *Producer) handleAck(a Ack) {
 	p.mu.Lock()
 	now := p.cfg.Now()
+	if a.HasTimecode {
+		p.startAcked(a.FragmentTimecode, now)
+	}
 	switch a.EventType {
 	case AckBuffering, AckReceived, AckPersisted:
 		if a.EventType != AckBuffering {

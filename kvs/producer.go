@@ -173,8 +173,8 @@ type Producer struct {
 	errStreak    int       // ERROR acks in a row
 	pending      []Event   // events queued under mu, sent after it is released
 	// the service's limits, kept across connections
-	starts   []time.Time // when the last MaxFragmentRate fragments started going out
-	tokens   float64     // bytes that may go out now
+	starts   []fragmentStart // the last MaxFragmentRate fragments that started going out
+	tokens   float64         // bytes that may go out now
 	tokensAt time.Time
 	// skew is how far the service's clock is ahead of ours (its Date
 	// header): PutMedia requests are signed with the service's time.
