@@ -383,7 +383,7 @@ func TestFaultProducerClockOff(t *testing.T) {
 			if code != 0 || lost != 0 || extra != 0 || !strings.Contains(errOut, "this machine's clock is 10m0s "+which+" the service's") {
 				t.Fatalf("exit %d, %d lost, %d extra\n%s\n%s", code, lost, extra, out, errOut)
 			}
-			recordReliability(reliabilityRow{order: 40 + i, fault: "put's clock 10 min " + strings.TrimSuffix(which, " of") + " the server's",
+			recordReliability(reliabilityRow{order: 40 + i, fault: "put's clock 10 min " + which + " the server's",
 				happened: "the first PutMedia was refused (signature expired); put signed again with the server's time (its Date header) and said the video's timestamps are 10 min off (they come from the camera's clock); the control plane's calls are the AWS SDK's, which corrects its clock the same way",
 				lost:     "0", dups: extra, recovery: durations([]time.Duration{first}) + " from start to the first fragment persisted"})
 		})
