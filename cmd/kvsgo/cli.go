@@ -29,6 +29,7 @@ var errUsage = errors.New("usage")
 func commands() []command {
 	return []command{
 		{name: "put", summary: "stream a camera, file or stdin to Kinesis Video Streams", run: runPut},
+		{name: "run", summary: "stream several cameras from one YAML file (kvsgo run --config kvsgo.yaml), reloaded on SIGHUP", run: runRun},
 		{name: "get", summary: "read a stream back (GetMedia) as Matroska or raw H.264/H.265, following it live", run: runGet},
 		{name: "serve", summary: "run a local Kinesis Video Streams server (control plane, PutMedia, GetMedia, ListFragments) with a web page", run: runServe},
 		{name: "demo", summary: "run a local server with a test camera streaming into it, and show the web page", run: runDemo},
