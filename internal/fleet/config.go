@@ -8,7 +8,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -88,6 +90,8 @@ func Parse(file string, data []byte, r Rules) (*Config, error) {
 	return cfg, nil
 }
 
+var yamlLine = regexp.MustCompile(`^line (\d+): (.*)`)
+
 type parser struct {
 	file  string
 	rules Rules
@@ -102,8 +106,12 @@ func (p *parser) errorf(line int, format string, args ...any) {
 func (p *parser) parse(data []byte) *Config {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		// yaml's messages carry "line N" already.
-		p.errorf(0, "not valid YAML: %v", strings.TrimPrefix(err.Error(), "yaml: "))
+		msg, line := strings.TrimPrefix(err.Error(), "yaml: "), 0
+		if m := yamlLine.FindStringSubmatch(msg); m != nil {
+			line, _ = strconv.Atoi(m[1])
+			msg = m[2]
+		}
+		p.errorf(line, "not valid YAML: %s", msg)
 		return nil
 	}
 	if len(doc.Content) == 0 {
@@ -295,25 +303,30 @@ func nearest(key string, known []string) string {
 	return best
 }
 
-// distance is the Levenshtein distance.
+// distance is the edit distance counting a swap of two neighbours as
+// one edit (the optimal string alignment distance): fsp is one from fps.
 func distance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
+	d := make([][]int, len(a)+1)
+	for i := range d {
+		d[i] = make([]int, len(b)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
 	}
 	for i := 1; i <= len(a); i++ {
-		cur[0] = i
 		for j := 1; j <= len(b); j++ {
 			cost := 1
 			if a[i-1] == b[j-1] {
 				cost = 0
 			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
 		}
-		prev, cur = cur, prev
 	}
-	return prev[len(b)]
+	return d[len(a)][len(b)]
 }
 
 // Expand replaces ${VAR} with the variable's value and ${VAR:-default}
