@@ -123,7 +123,9 @@ func (r *runProc) stop(t *testing.T, sig os.Signal) error {
 // fragmentsListed is what the AWS CLI lists of a stream.
 func fragmentsListed(t *testing.T, srv *serveProc, stream string) int {
 	t.Helper()
-	var out struct{ Fragments []struct{ FragmentNumber string } }
+	var out struct {
+		Fragments []struct{ FragmentNumber string }
+	}
 	if err := json.Unmarshal([]byte(awsCLI(t, srv.url, "kinesis-video-archived-media", "list-fragments", "--stream-name", stream)), &out); err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +136,7 @@ func fragmentsListed(t *testing.T, srv *serveProc, stream string) int {
 // summary line.
 func streamSummary(t *testing.T, logs, stream string) (fragments, persisted int) {
 	t.Helper()
-	all := regexp.MustCompile(`msg="\d+ frames, (\d+) fragments, (\d+) persisted, [^"]*" stream=` + regexp.QuoteMeta(stream) + `\n`).FindAllStringSubmatch(logs, -1)
+	all := regexp.MustCompile(`msg="\d+ frames, (\d+) fragments, (\d+) persisted, [^"]*" stream=`+regexp.QuoteMeta(stream)+`\n`).FindAllStringSubmatch(logs, -1)
 	if all == nil {
 		t.Fatalf("no summary of stream %s in the log", stream)
 	}
@@ -214,7 +216,7 @@ func TestRunIsolation(t *testing.T) {
 // producerConnections counts the PutMedia connections serve logged for a
 // stream.
 func producerConnections(srv *serveProc, stream string) int {
-	return len(regexp.MustCompile(`msg="producer connected" stream=` + regexp.QuoteMeta(stream) + ` `).FindAllString(srv.log.String(), -1))
+	return len(regexp.MustCompile(`msg="producer connected" stream=`+regexp.QuoteMeta(stream)+` `).FindAllString(srv.log.String(), -1))
 }
 
 // TestRunReload: SIGHUP with one stream unchanged, one removed, one added
