@@ -137,7 +137,8 @@ func streamNames(sts []fleet.Stream) []string {
 	return names
 }
 
-// fleetRules: a stream's keys are put's flags.
+// fleetRules: a stream's keys are put's flags, and a stream is checked
+// as put checks its command line (flags that go together, AWS IoT).
 func fleetRules(env *cliEnv) fleet.Rules {
 	return fleet.Rules{
 		NewFlagSet: func() *flag.FlagSet {
@@ -148,11 +149,14 @@ func fleetRules(env *cliEnv) fleet.Rules {
 		},
 		Global: runGlobalKeys,
 		Getenv: os.LookupEnv,
+		Check: func(st fleet.Stream) error {
+			_, err := streamFlags(env, st)
+			return err
+		},
 	}
 }
 
-// loadFleet reads and parses the file, and checks each stream as put
-// would (flags that go together, AWS IoT).
+// loadFleet reads and parses the file.
 func loadFleet(env *cliEnv, path string) (*fleet.Config, time.Time, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -163,15 +167,6 @@ func loadFleet(env *cliEnv, path string) (*fleet.Config, time.Time, error) {
 		return nil, fi.ModTime(), fmt.Errorf("--config: %w", err)
 	}
 	cfg, err := fleet.Parse(path, b, fleetRules(env))
-	if err == nil {
-		var errs []error
-		for _, st := range cfg.Streams {
-			if _, err := streamFlags(env, st); err != nil {
-				errs = append(errs, &fleet.Error{File: path, Line: st.Line, Msg: fmt.Sprintf("stream %q: %v", st.Name, err)})
-			}
-		}
-		err = errors.Join(errs...)
-	}
 	if err != nil {
 		if n := strings.Count(err.Error(), "\n") + 1; n > 1 {
 			return nil, fi.ModTime(), fmt.Errorf("%d mistakes in %s, nothing changed:\n%w", n, path, err)

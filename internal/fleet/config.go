@@ -62,6 +62,9 @@ type Rules struct {
 	Global []string
 	// Getenv looks variables up for ${VAR}.
 	Getenv func(string) (string, bool)
+	// Check, if set, checks a stream whose keys and values are all
+	// right, as a whole (flags that go together).
+	Check func(Stream) error
 }
 
 // Error is a mistake in the file, at a line.
@@ -169,6 +172,7 @@ func (p *parser) parse(data []byte) *Config {
 			continue
 		}
 		st := Stream{Line: item.Line, Settings: slices.Clone(defaults)}
+		before := len(p.errs)
 		given := map[string]bool{} // keys of the item, even those in error
 		fs := p.rules.NewFlagSet()
 		for _, kv := range p.pairs(item) {
@@ -195,9 +199,27 @@ func (p *parser) parse(data []byte) *Config {
 			st.Settings = append(st.Settings, s)
 		}
 		p.checkStream(st, given, seen)
+		if len(p.errs) == before && p.rules.Check != nil && !p.inherited(st) {
+			if err := p.rules.Check(st); err != nil {
+				p.errorf(st.Line, "stream %q: %v", st.Name, err)
+			}
+		}
 		cfg.Streams = append(cfg.Streams, st)
 	}
 	return cfg
+}
+
+// inherited reports whether a default the stream inherits was in error
+// (then the whole-stream check would only repeat it).
+func (p *parser) inherited(st Stream) bool {
+	for _, e := range p.errs {
+		for _, s := range st.Settings {
+			if e.(*Error).Line == s.Line {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // pairs returns a mapping's key and value nodes, refusing repeated keys.
