@@ -51,11 +51,14 @@ func startRun(t *testing.T, srv *serveProc, yaml string) *runProc {
 
 func (r *runProc) write(t *testing.T, srv *serveProc, yaml string) {
 	t.Helper()
-	yaml = strings.NewReplacer("%s", srv.url, "%m", r.metrics).Replace(yaml)
+	yaml = strings.NewReplacer("%s", srv.url, "%m", r.metrics, "%u", strconv.Itoa(closedPort(t))).Replace(yaml)
 	if err := os.WriteFile(r.config, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
 }
+
+// closedPort returns a loopback port nothing listens on.
+func closedPort(t *testing.T) int { return freePort(t) }
 
 // metric returns a labelled metric's value from the run's /metrics, -1 if
 // absent.
@@ -167,6 +170,13 @@ func TestRunIsolation(t *testing.T) {
     source: v4l2:/dev/video-kvsgo-missing
   - stream: gate
     source: testsrc
+  - stream: refused
+    source: testsrc
+    no-create: true
+  - stream: unreachable
+    source: testsrc
+    endpoint: http://127.0.0.1:%u
+    give-up-after: 2s
 `)
 	r.waitMetric(t, "kvsgo_put_fragments_persisted", "porch", 2)
 	r.waitMetric(t, "kvsgo_put_fragments_persisted", "gate", 2)
@@ -176,6 +186,8 @@ func TestRunIsolation(t *testing.T) {
 	r.waitLog(t, `level=ERROR msg="stream failed; the other streams go on; retrying" stream=exits err=".*exit status 3" in=4s`)
 	// A camera program is restarted by its source, with its own back-off.
 	r.waitLog(t, `level=ERROR msg="the program failed; restarting it" stream=nodevice .*Cannot open video device /dev/video-kvsgo-missing.* in=4s`)
+	r.waitLog(t, `level=ERROR msg="stream failed; the other streams go on; retrying" stream=refused err=".*refused.*" in=2s`)
+	r.waitLog(t, `level=ERROR msg="stream failed; the other streams go on; retrying" stream=unreachable err="could not stream for 2s; giving up" in=2s`)
 	// The working streams go on, the same connection all along.
 	r.waitMetric(t, "kvsgo_put_fragments_persisted", "porch", float64(porch+3))
 	r.waitMetric(t, "kvsgo_put_fragments_persisted", "gate", float64(gate+3))
@@ -193,8 +205,9 @@ func TestRunIsolation(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 503 || !strings.Contains(string(body), "unhealthy: 2 of 4 streams") ||
-		!regexp.MustCompile(`(?m)^exits: (retrying|starting)`).Match(body) || !regexp.MustCompile(`(?m)^nodevice: (retrying|starting)`).Match(body) ||
+	if resp.StatusCode != 503 || !strings.Contains(string(body), "unhealthy: 4 of 6 streams") ||
+		!regexp.MustCompile(`(?m)^exits: (retrying|starting)`).Match(body) || !regexp.MustCompile(`(?m)^nodevice: starting: .*video-kvsgo-missing`).Match(body) ||
+		!regexp.MustCompile(`(?m)^refused: (retrying|starting)`).Match(body) || !regexp.MustCompile(`(?m)^unreachable: (retrying|starting)`).Match(body) ||
 		strings.Contains(string(body), "porch") || strings.Contains(string(body), "gate") {
 		t.Fatalf("/healthz: %d %s", resp.StatusCode, body)
 	}
@@ -202,7 +215,7 @@ func TestRunIsolation(t *testing.T) {
 	if err := r.stop(t, syscall.SIGTERM); err != nil {
 		t.Fatalf("kvsgo run after SIGTERM: %v", err)
 	}
-	if !strings.Contains(r.stdout.String(), "kvsgo run: 4 streams stopped, everything delivered") {
+	if !strings.Contains(r.stdout.String(), "kvsgo run: 6 streams stopped, everything delivered") {
 		t.Fatalf("stdout: %s", r.stdout.String())
 	}
 	for _, s := range []string{"porch", "gate"} {

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -190,6 +191,11 @@ func streamFlags(env *cliEnv, st fleet.Stream) (putFlags, error) {
 	}
 	if err := finish(); err != nil {
 		return f, errors.New(strings.TrimPrefix(err.Error(), errUsage.Error()+": ")) // no command line here
+	}
+	if !slices.ContainsFunc(st.Settings, func(s fleet.Setting) bool { return s.Key == "give-up-after" }) {
+		// Giving up would restart the stream and drop its buffer: unless
+		// told otherwise, the producer retries for ever, keeping it.
+		f.giveUp = 0
 	}
 	f.quiet = true     // the run's view shows every stream
 	f.metricsAddr = "" // the run's /metrics has every stream

@@ -67,3 +67,20 @@ func TestRunConfigErrors(t *testing.T) {
 		t.Errorf("no --config: %d %s", code, errOut)
 	}
 }
+
+// TestRunGiveUpDefault: a stream of kvsgo run retries for ever (keeping
+// its buffer) unless the file sets give-up-after.
+func TestRunGiveUpDefault(t *testing.T) {
+	env := &cliEnv{stdout: os.Stdout, stderr: os.Stderr}
+	file := filepath.Join(t.TempDir(), "kvsgo.yaml")
+	os.WriteFile(file, []byte("streams:\n  - stream: a\n    source: testsrc\n  - stream: b\n    source: testsrc\n    give-up-after: 5s\n"), 0o644)
+	cfg, _, err := loadFleet(env, file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := streamFlags(env, cfg.Streams[0])
+	b, _ := streamFlags(env, cfg.Streams[1])
+	if a.giveUp != 0 || b.giveUp != 5*time.Second {
+		t.Fatalf("give-up-after: a %s, b %s", a.giveUp, b.giveUp)
+	}
+}

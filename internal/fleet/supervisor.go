@@ -207,6 +207,7 @@ type worker struct {
 	retryAt  time.Time
 	restarts int
 	p        *kvs.Producer
+	logged   string // the last error the run logged
 }
 
 func (s *Supervisor) start(st Stream) *worker {
@@ -222,7 +223,9 @@ const stableAfter = time.Minute
 
 func (w *worker) loop(ctx context.Context, cfg SupervisorConfig) {
 	defer close(w.done)
-	log := cfg.Logger.With("stream", w.stream.Name)
+	// The run's errors are noted: a source retrying its camera by itself
+	// says why only in its log, and the status shows it.
+	log := slog.New(&noteErrors{Handler: cfg.Logger.Handler(), w: w}).With("stream", w.stream.Name)
 	for n := 0; ; {
 		began := cfg.Now()
 		err := cfg.Run(ctx, w.stream, log, w.started)
@@ -276,7 +279,7 @@ func (w *worker) stop() {
 func (w *worker) started(p *kvs.Producer) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.p, w.err = p, nil
+	w.p, w.err, w.logged = p, nil, ""
 	if w.state == Starting {
 		w.state = Streaming
 	}
@@ -291,6 +294,9 @@ func (w *worker) producer() *kvs.Producer {
 func (w *worker) status() Status {
 	w.mu.Lock()
 	st := Status{Name: w.stream.Name, State: w.state, Err: w.err, RetryAt: w.retryAt, Restarts: w.restarts}
+	if st.Err == nil && w.logged != "" && w.state == Starting {
+		st.Err = errors.New(w.logged)
+	}
 	p := w.p
 	w.mu.Unlock()
 	if p != nil {
@@ -300,4 +306,36 @@ func (w *worker) status() Status {
 		}
 	}
 	return st
+}
+
+// noteErrors passes records on and notes the last error-level one's
+// message (and its err or reason) in the worker.
+type noteErrors struct {
+	slog.Handler
+	w *worker
+}
+
+func (h *noteErrors) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelError {
+		msg := r.Message
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "err" || a.Key == "reason" {
+				msg += ": " + a.Value.String()
+				return false
+			}
+			return true
+		})
+		h.w.mu.Lock()
+		h.w.logged = msg
+		h.w.mu.Unlock()
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h *noteErrors) WithAttrs(as []slog.Attr) slog.Handler {
+	return &noteErrors{Handler: h.Handler.WithAttrs(as), w: h.w}
+}
+
+func (h *noteErrors) WithGroup(name string) slog.Handler {
+	return &noteErrors{Handler: h.Handler.WithGroup(name), w: h.w}
 }
