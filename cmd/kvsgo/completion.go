@@ -102,7 +102,9 @@ func zshCompletion(names []string, flags map[string][]string) string {
 		}
 	}
 	fmt.Fprintf(&b, "        help) compadd -- %s;;\n", strings.Join(names, " "))
-	b.WriteString("    esac\n    _files\n}\ncompdef _kvsgo kvsgo\n")
+	// Autoloaded from $fpath, the file is _kvsgo's body: complete now;
+	// sourced, register the function.
+	b.WriteString("    esac\n    _files\n}\nif [[ \"${funcstack[1]}\" = _kvsgo ]]; then\n    _kvsgo \"$@\"\nelse\n    compdef _kvsgo kvsgo\nfi\n")
 	return b.String()
 }
 

@@ -98,6 +98,17 @@ func TestZshFishCompletion(t *testing.T) {
 			t.Errorf("%s -n: %v: %s", shell, err, out)
 		}
 	}
+	// fish completes as it would at a prompt.
+	_, script, _ := runCLI("completion", "fish")
+	file := filepath.Join(t.TempDir(), "kvsgo.fish")
+	if err := os.WriteFile(file, []byte(script), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("fish", "--no-config", "-c", `source $argv[1]; complete -C "kvsgo put --buffer-"; complete -C "kvsgo get -"`, file).CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "--buffer-age\n--buffer-dir\n--buffer-duration\n--buffer-size\n") || !strings.Contains(string(out), "\n-o\n") ||
+		!strings.Contains(string(out), "\n--until-caught-up\n") {
+		t.Errorf("fish completes: %v\n%s", err, out)
+	}
 	if code, _, errOut := runCLI("completion", "tcsh"); code != 2 || !strings.Contains(errOut, "bash, zsh and fish") {
 		t.Errorf("completion tcsh: %d %s", code, errOut)
 	}
