@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -306,4 +307,29 @@ streams:
 			t.Errorf("%s: %d fragments, %d persisted after Ctrl-C", s, frags, persisted)
 		}
 	}
+}
+
+// TestRunSecondSignal: at SIGTERM a stream whose service cannot be reached
+// waits for it (up to close-timeout); a second SIGTERM quits at once,
+// saying what is lost.
+func TestRunSecondSignal(t *testing.T) {
+	t.Parallel()
+	srv := startServe(t, serveArgs(t.TempDir())...)
+	r := startRun(t, srv, runCommon+`streams:
+  - stream: cut-off
+    source: testsrc
+    endpoint: http://127.0.0.1:%u
+`)
+	r.waitLog(t, `stream=cut-off`)
+	r.waitLog(t, `cannot reach Kinesis Video Streams`)
+	_ = r.cmd.Process.Signal(syscall.SIGTERM)
+	r.waitLog(t, `msg="stopping every stream: each delivers what it holds"`)
+	// Without the second signal, kvsgo would wait its 30 s close-timeout
+	// and exit 1.
+	err := r.stop(t, syscall.SIGTERM)
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 128+int(syscall.SIGTERM) {
+		t.Fatalf("after a second SIGTERM: %v", err)
+	}
+	r.waitLog(t, `level=WARN msg="quitting at once: what was not yet persisted is lost, except what is in a --buffer-dir" signal=terminated`)
 }
