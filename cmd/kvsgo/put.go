@@ -227,6 +227,7 @@ func putStream(ctx context.Context, env *cliEnv, log *slog.Logger, f putFlags, s
 	ctx, failRun := context.WithCancelCause(ctx)
 	defer failRun(nil)
 	if f.iot.enabled() {
+		f.iot.creds = awsCfg.Credentials // loadAWS made them on its own copy of f
 		go func() {
 			if err := f.iot.check(ctx); err != nil {
 				failRun(err)
