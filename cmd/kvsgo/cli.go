@@ -21,6 +21,9 @@ type command struct {
 // whole CLI in-process.
 type cliEnv struct {
 	stdout, stderr io.Writer
+	// flagSet, when set, is told of every flag set made (completion
+	// reads the commands' flags so).
+	flagSet func(command string, fs *flag.FlagSet)
 }
 
 // errUsage marks a mistake in the command line; it exits with status 2.
@@ -29,9 +32,11 @@ var errUsage = errors.New("usage")
 func commands() []command {
 	return []command{
 		{name: "put", summary: "stream a camera, file or stdin to Kinesis Video Streams", run: runPut},
+		{name: "run", summary: "stream several cameras from one YAML file (kvsgo run --config kvsgo.yaml), reloaded on SIGHUP", run: runRun},
 		{name: "get", summary: "read a stream back (GetMedia) as Matroska or raw H.264/H.265, following it live", run: runGet},
 		{name: "serve", summary: "run a local Kinesis Video Streams server (control plane, PutMedia, GetMedia, ListFragments) with a web page", run: runServe},
 		{name: "demo", summary: "run a local server with a test camera streaming into it, and show the web page", run: runDemo},
+		{name: "completion", summary: "print a bash, zsh or fish script completing kvsgo's commands and flags", run: runCompletion},
 		{name: "version", summary: "print the version and build information", run: runVersion},
 		{name: "help", summary: "show help for kvsgo or one of its commands", run: nil},
 	}
@@ -85,34 +90,22 @@ func printUsage(w io.Writer) {
 	var b strings.Builder
 	b.WriteString("kvsgo gets camera video into Amazon Kinesis Video Streams.\n\nUsage:\n  kvsgo <command> [flags]\n\nCommands:\n")
 	for _, c := range commands() {
-		fmt.Fprintf(&b, "  %-10s %s\n", c.name, c.summary)
+		fmt.Fprintf(&b, "  %-11s %s\n", c.name, c.summary)
 	}
 	b.WriteString("\nRun 'kvsgo help <command>' for a command's flags.\n")
 	io.WriteString(w, b.String())
 }
 
-// newFlagSet returns a flag set that reports errors instead of exiting.
+// newFlagSet returns a flag set that reports errors instead of exiting;
+// its help groups the flags and shows examples (help.go).
 func newFlagSet(env *cliEnv, name, usage string) *flag.FlagSet {
 	fs := flag.NewFlagSet("kvsgo "+name, flag.ContinueOnError)
 	fs.SetOutput(env.stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: kvsgo %s\n", usage)
-		printDefaults(fs)
+	fs.Usage = func() { printHelp(fs, name, usage) }
+	if env.flagSet != nil {
+		env.flagSet(name, fs)
 	}
 	return fs
-}
-
-// printDefaults lists the flags, leaving out those without a usage text
-// (for tests, not users).
-func printDefaults(fs *flag.FlagSet) {
-	shown := flag.NewFlagSet(fs.Name(), flag.ContinueOnError)
-	shown.SetOutput(fs.Output())
-	fs.VisitAll(func(f *flag.Flag) {
-		if f.Usage != "" {
-			shown.Var(f.Value, f.Name, f.Usage)
-		}
-	})
-	shown.PrintDefaults()
 }
 
 // parseFlags parses args and turns flag errors into errUsage (the flag

@@ -67,11 +67,7 @@ func runPut(env *cliEnv, args []string) error {
 		return err
 	}
 	f.iot.cfg.Logger = log
-	lost := "what was not yet persisted is lost"
-	if f.bufferDir != "" {
-		lost = "what was not yet persisted stays in " + f.bufferDir + " for the next start"
-	}
-	ctx, stop := stopOnSignals(log, os.Exit, lost)
+	ctx, stop := stopOnSignals(log, os.Exit, f.lostOnQuit())
 	defer stop()
 	return f.iot.explain(put(ctx, env, log, f))
 }
@@ -79,8 +75,28 @@ func runPut(env *cliEnv, args []string) error {
 // parsePutFlags reads put's flags, kvssink's names in kvssink's units
 // among them, into the settings the run uses.
 func parsePutFlags(env *cliEnv, args []string) (putFlags, error) {
-	fs := newFlagSet(env, "put", "put --stream NAME --source SRC [--endpoint URL] [--region R]")
 	var f putFlags
+	fs, finish := putFlagSet(env, &f)
+	if err := parseFlags(fs, args); err != nil {
+		return f, err
+	}
+	err := finish() // before f is copied out: finish completes it
+	return f, err
+}
+
+// lostOnQuit says what a second signal loses.
+func (f *putFlags) lostOnQuit() string {
+	if f.bufferDir != "" {
+		return "what was not yet persisted stays in " + f.bufferDir + " for the next start"
+	}
+	return "what was not yet persisted is lost"
+}
+
+// putFlagSet defines put's flags for f on a new flag set: `kvsgo put`'s
+// command line, and each stream of `kvsgo run --config`, whose keys are
+// these flags' names. finish completes f once the flags are set.
+func putFlagSet(env *cliEnv, f *putFlags) (fs *flag.FlagSet, finish func() error) {
+	fs = newFlagSet(env, "put", "put --stream NAME --source SRC [--endpoint URL] [--region R]")
 	fs.StringVar(&f.stream, "stream", "", "Kinesis video stream to send to (required; with AWS IoT, the thing name by default)")
 	fs.StringVar(&f.src, "source", "", "what to send: rpicam, v4l2:/dev/videoN, rtsp://camera/stream, gst:'PIPELINE', exec:'COMMAND', a file (H.264/H.265 Annex-B, Matroska, MPEG-TS, MP4), - for stdin, or testsrc (required)")
 	fs.StringVar(&f.endpoint, "endpoint", "", "control-plane URL, e.g. http://127.0.0.1:4567 for kvsgo serve (default: AWS, or AWS_ENDPOINT_URL_KINESIS_VIDEO)")
@@ -121,16 +137,19 @@ func parsePutFlags(env *cliEnv, args []string) (putFlags, error) {
 	maxLatency := fs.Int("max-latency", 0, "kvssink's max-latency in seconds: same as --ack-timeout")
 	staleness := fs.Int("connection-staleness", 0, "kvssink's connection-staleness in seconds: same as --ack-timeout")
 	bufferSecs := fs.Int("buffer-duration", 0, "kvssink's buffer-duration in seconds: same as --buffer")
-	if err := parseFlags(fs, args); err != nil {
-		return f, err
-	}
-	for _, secs := range []int{*maxLatency, *staleness} {
+	return fs, func() error { return f.finish(fs, *maxLatency, *staleness, *bufferSecs) }
+}
+
+// finish folds kvssink's names in its units into f and checks what must
+// go together, once fs has parsed the flags.
+func (f *putFlags) finish(fs *flag.FlagSet, maxLatency, staleness, bufferSecs int) error {
+	for _, secs := range []int{maxLatency, staleness} {
 		if secs > 0 {
 			f.ackTimeout = time.Duration(secs) * time.Second
 		}
 	}
-	if *bufferSecs > 0 {
-		f.bufferDuration = time.Duration(*bufferSecs) * time.Second
+	if bufferSecs > 0 {
+		f.bufferDuration = time.Duration(bufferSecs) * time.Second
 	}
 	giveUpSet := false
 	fs.Visit(func(fl *flag.Flag) {
@@ -145,17 +164,17 @@ func parsePutFlags(env *cliEnv, args []string) (putFlags, error) {
 		f.giveUp = 0 // a camera with a disk buffer records through any outage
 	}
 	if f.bufferDir != "" && (f.bufferSizeMB <= 0 || f.bufferAge <= 0) {
-		return f, fmt.Errorf("%w: --buffer-size and --buffer-age must be more than 0", errUsage)
+		return fmt.Errorf("%w: --buffer-size and --buffer-age must be more than 0", errUsage)
 	}
 	f.camera.FPS = f.fps
-	if err := f.iot.resolve(&f); err != nil {
-		return f, err
+	if err := f.iot.resolve(f); err != nil {
+		return err
 	}
 	if f.stream == "" || f.src == "" {
 		fs.Usage()
-		return f, fmt.Errorf("%w: --stream and --source are required", errUsage)
+		return fmt.Errorf("%w: --stream and --source are required", errUsage)
 	}
-	return f, nil
+	return nil
 }
 
 // stopOnSignals returns a context that ends at the first SIGINT or
@@ -200,6 +219,13 @@ func stopOnSignals(log *slog.Logger, exit func(code int), lost string) (ctx cont
 // put streams until the source ends or ctx ends (a signal); then it waits
 // for what was sent to be persisted.
 func put(ctx context.Context, env *cliEnv, log *slog.Logger, f putFlags) error {
+	return putStream(ctx, env, log, f, nil)
+}
+
+// putStream is put, telling started (when not nil) of the producer each
+// time it starts: `kvsgo run` runs one per stream, each with its own
+// context and logger, and shows the producers' stats.
+func putStream(ctx context.Context, env *cliEnv, log *slog.Logger, f putFlags, started func(*kvs.Producer)) error {
 	awsCfg, endpoint, err := loadAWS(ctx, f)
 	if err != nil {
 		return err
@@ -227,7 +253,7 @@ func put(ctx context.Context, env *cliEnv, log *slog.Logger, f putFlags) error {
 		pcfg.Now = func() time.Time { return time.Now().Add(f.clockOffset) }
 	}
 	// The producer outlives a Ctrl-C: it still delivers what it holds.
-	sink := &producerSink{ctx: context.WithoutCancel(ctx), cfg: pcfg}
+	sink := &producerSink{ctx: context.WithoutCancel(ctx), cfg: pcfg, started: started}
 	var disk *kvs.DiskBuffer
 	if f.bufferDir != "" {
 		var rec kvs.Recovery
@@ -413,6 +439,7 @@ type producerSink struct {
 	mu      sync.Mutex
 	p       *kvs.Producer
 	dropped kvs.Losses // before the producer started
+	started func(*kvs.Producer)
 }
 
 // Start starts the producer; a source calls it again when its tracks or
@@ -430,6 +457,9 @@ func (s *producerSink) Start(tracks []media.Track) error {
 	s.p = p
 	p.AddLost(s.dropped)
 	s.mu.Unlock()
+	if s.started != nil {
+		s.started(p)
+	}
 	return nil
 }
 
