@@ -31,6 +31,12 @@ func runServe(env *cliEnv, args []string) error {
 	transition := fs.Duration("transition-delay", 200*time.Millisecond,
 		"how long a stream stays CREATING, UPDATING or DELETING, as the service's do (0: at once)")
 	noThrottle := fs.Bool("no-throttle", false, "turn off the service's per-stream call limits (GetMedia, GetDataEndpoint: 5 a second), for load tests")
+	maxConns := fs.Int("max-conns", 4096, "most connections open at once (0: no limit); more are refused with 503")
+	maxPerClient := fs.Int("max-conns-per-client", 1024, "most connections open at once from one IP address (0: no limit)")
+	maxHeader := fs.Int("max-header-bytes", 64<<10, "largest request header accepted (431 beyond)")
+	headerTimeout := fs.Duration("header-timeout", 10*time.Second, "a request's header must arrive within this")
+	requestTimeout := fs.Duration("request-timeout", 30*time.Second, "a request body (PutMedia's stream excepted) must arrive, and each write of a response be read, within this")
+	idleTimeout := fs.Duration("idle-timeout", 2*time.Minute, "an idle keep-alive connection is closed after this")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -48,6 +54,17 @@ func runServe(env *cliEnv, args []string) error {
 	if (*tlsCert == "") != (*tlsKey == "") {
 		return fmt.Errorf("--tls-cert and --tls-key go together")
 	}
+	if *maxConns < 0 || *maxPerClient < 0 {
+		return fmt.Errorf("--max-conns and --max-conns-per-client take a number of connections, or 0 for no limit")
+	}
+	if *maxHeader < 1024 {
+		return fmt.Errorf("--max-header-bytes %d: give at least 1024 (signed requests carry headers of a few hundred bytes)", *maxHeader)
+	}
+	for name, d := range map[string]time.Duration{"--header-timeout": *headerTimeout, "--request-timeout": *requestTimeout, "--idle-timeout": *idleTimeout} {
+		if d <= 0 {
+			return fmt.Errorf("%s %s: give a duration above 0, e.g. 30s", name, d)
+		}
+	}
 	if *accessKey == "" && !*insecure && !isLoopback(*listen) {
 		return fmt.Errorf("refusing to listen on %s without credentials: anyone on the network could write and read video. "+
 			"Give --access-key and --secret-key, or --insecure if you really mean it", *listen)
@@ -61,12 +78,16 @@ func runServe(env *cliEnv, args []string) error {
 		return err
 	}
 	defer st.Close()
-	srv := server.New(server.Config{Store: st, Logger: log, Credentials: creds, AdvertiseURL: *advertise, NoThrottle: *noThrottle})
+	srv := server.New(server.Config{Store: st, Logger: log, Credentials: creds, AdvertiseURL: *advertise, NoThrottle: *noThrottle,
+		RequestTimeout: *requestTimeout})
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return fmt.Errorf("cannot listen on %s: %w", *listen, err)
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	ln = srv.LimitListener(ln, server.ConnLimits{Total: *maxConns, PerClient: *maxPerClient, HTTP: *tlsCert == ""})
+	warnFileLimit(log, *maxConns)
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: *headerTimeout, IdleTimeout: *idleTimeout,
+		MaxHeaderBytes: *maxHeader, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	scheme := "http"
 	if *tlsCert != "" {
 		cert, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
@@ -100,6 +121,20 @@ func runServe(env *cliEnv, args []string) error {
 		return err
 	}
 	return nil
+}
+
+// warnFileLimit says so when the process may run out of file descriptors
+// before it reaches --max-conns: each connection takes one, and each
+// stream being written one more.
+func warnFileLimit(log *slog.Logger, maxConns int) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return
+	}
+	if need := uint64(2*maxConns + 64); maxConns > 0 && lim.Cur < need {
+		log.Warn("the open-files limit may be reached before the connection limit: raise it (ulimit -n) or lower --max-conns",
+			"open_files_limit", lim.Cur, "max_conns", maxConns)
+	}
 }
 
 func isLoopback(addr string) bool {
