@@ -1,7 +1,6 @@
 package server
 
 import (
-	"net/http"
 	"sync"
 	"time"
 
@@ -57,61 +56,85 @@ func (q *ackQueue) close() {
 // delivery of more than 1024 bytes.
 const maxAckWrite = 1000
 
-// writeAcks owns the response: the 200 header once the body has started
-// (so that Go has answered Expect: 100-continue first), then the acks,
-// each line whole and flushed at once, and IDLE while no data arrives. It
-// also ends the session when the stream is deleted (gone).
-func (in *ingest) writeAcks(w http.ResponseWriter, rc *http.ResponseController, gone <-chan struct{}, done chan<- struct{}) {
+// writeAcks owns the response on the session's connection: the 200 header
+// once the body has started (after any 100 Continue), then the acks as
+// chunks, each ack line whole, flushed at once, and IDLE while no data
+// arrives; at the end the last chunk. It also ends the session when the
+// stream is deleted (gone).
+func (in *ingest) writeAcks(gone <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
-	var line []byte
+	var out []byte
 	var batch []kvs.Ack
 	wroteHeader, failed := false, false
-	writeHeader := func() {
+	send := func(b []byte) {
+		if failed || len(b) == 0 {
+			return
+		}
+		// A producer that stops reading acks must not stall ingest.
+		_ = in.conn.SetWriteDeadline(time.Now().Add(in.s.cfg.IdleTimeout))
+		if _, err := in.conn.Write(b); err != nil {
+			failed = true
+		}
+	}
+	header := func() {
 		if !wroteHeader {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusOK)
-			_ = rc.Flush()
+			out = append(out[:0], in.respHeader...)
+			send(out)
 			wroteHeader = true
 		}
 	}
-	// write sends lines, at most maxAckWrite bytes at a time; after a
-	// failure (the producer went away) acks are dropped.
+	// write sends acks as chunks of at most maxAckWrite bytes of lines.
 	write := func(acks []kvs.Ack) {
-		line = line[:0]
-		for i, a := range acks {
-			n := len(line)
-			line = a.AppendJSON(line)
-			if len(line) > maxAckWrite && n > 0 {
-				in.flushAcks(w, rc, line[:n], &failed)
-				line = append(line[:0], line[n:]...)
+		header()
+		out = out[:0]
+		chunkStart, lineStart := -1, 0
+		for _, a := range acks {
+			if chunkStart < 0 {
+				chunkStart = len(out)
+				out = append(out, "000\r\n"...) // size, filled in below
+				lineStart = len(out)
 			}
-			in.s.metrics.acks.WithLabelValues(string(acks[i].EventType)).Inc()
+			n := len(out)
+			out = a.AppendJSON(out)
+			if len(out)-lineStart > maxAckWrite && n > lineStart {
+				// This line goes in the next chunk.
+				line := append([]byte(nil), out[n:]...)
+				out = endChunk(out[:n], chunkStart, lineStart)
+				chunkStart = len(out)
+				out = append(out, "000\r\n"...)
+				lineStart = len(out)
+				out = append(out, line...)
+			}
+			in.s.metrics.acks.WithLabelValues(string(a.EventType)).Inc()
 		}
-		in.flushAcks(w, rc, line, &failed)
+		if chunkStart >= 0 {
+			out = endChunk(out, chunkStart, lineStart)
+		}
+		send(out)
 	}
 	idle := time.NewTicker(in.s.cfg.IdleInterval)
 	defer idle.Stop()
 	for {
 		select {
 		case <-in.started:
-			writeHeader()
+			header()
 			in.started = nil // a nil channel never fires again
 		case <-gone:
 			gone = nil
 			in.deleted.Store(true)
-			_ = rc.SetReadDeadline(time.Now())
+			_ = in.conn.SetReadDeadline(time.Now())
 		case <-in.acks.kick:
 			for {
 				var closed bool
 				batch, closed = in.acks.take(batch)
 				if closed {
-					writeHeader()
+					header()
+					send([]byte("0\r\n\r\n"))
 					return
 				}
 				if len(batch) == 0 {
 					break
 				}
-				writeHeader()
 				write(batch)
 			}
 		case <-idle.C:
@@ -123,18 +146,11 @@ func (in *ingest) writeAcks(w http.ResponseWriter, rc *http.ResponseController, 
 	}
 }
 
-// flushAcks writes ack lines and flushes them. A producer that stops
-// reading acks must not stall ingest: the write has a deadline.
-func (in *ingest) flushAcks(w http.ResponseWriter, rc *http.ResponseController, lines []byte, failed *bool) {
-	if *failed || len(lines) == 0 {
-		return
-	}
-	_ = rc.SetWriteDeadline(time.Now().Add(in.s.cfg.IdleTimeout))
-	if _, err := w.Write(lines); err != nil {
-		*failed = true
-		return
-	}
-	if err := rc.Flush(); err != nil {
-		*failed = true
-	}
+// endChunk fills in the size of the chunk at start (three hex digits; a
+// chunk's lines are at most a few kilobytes) and ends it.
+func endChunk(b []byte, start, data int) []byte {
+	const hex = "0123456789abcdef"
+	n := len(b) - data
+	b[start], b[start+1], b[start+2] = hex[n>>8&0xf], hex[n>>4&0xf], hex[n&0xf]
+	return append(b, "\r\n"...)
 }

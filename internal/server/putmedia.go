@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"runtime/debug"
@@ -47,41 +48,81 @@ func (s *Server) putMedia(req *request) error {
 		return errorf(400, "ConnectionLimitExceededException", "Stream %s already has a PutMedia connection; only one is allowed.", st.Name)
 	}
 	ended := false // the producer finished its body: GetMedia readers may end
-	defer func() { release(ended) }()
+	released := false
+	defer func() {
+		if !released {
+			release(ended)
+		}
+	}()
 	s.metrics.putMedia.Inc()
 	defer s.metrics.putMedia.Dec()
 
 	in := newIngest(s, st, relative, startMS, r.Header.Get("x-amzn-fragment-acknowledgment-required") != "0",
 		s.log.With("stream", st.Name, "remote", r.RemoteAddr))
-	in.log.Info("producer connected", "timecodes", r.Header.Get("x-amzn-fragment-timecode-type"), "user_agent", r.UserAgent())
-	rc := http.NewResponseController(w)
-	if err := rc.EnableFullDuplex(); err != nil {
-		return fmt.Errorf("enabling full-duplex HTTP: %w", err)
+	// The session owns its connection: it reads the body straight from
+	// it, one read for whatever has arrived, and writes the acks itself.
+	// net/http then never touches the body again, before or after the
+	// handler returns (no concurrent reads of it, golang/go#68560), and the
+	// connection ends with the session, as a producer's next session opens
+	// a new one anyway.
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return fmt.Errorf("PutMedia needs an HTTP/1.1 connection: %w", err)
 	}
-	// The connection ends with the session: a producer opens a new one
-	// for its next session anyway, and what is left of a body after an
-	// ERROR is then never read as a next request.
-	w.Header().Set("Connection", "close")
+	in.conn = conn
+	in.respHeader = fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"+
+		"Connection: close\r\nDate: %s\r\nx-amzn-RequestId: %s\r\n\r\n",
+		s.cfg.Now().UTC().Format(http.TimeFormat), w.Header().Get("x-amzn-RequestId"))
+	in.log.Info("producer connected", "timecodes", r.Header.Get("x-amzn-fragment-timecode-type"), "user_agent", r.UserAgent())
 	// Server shutdown unblocks the body read.
-	stop := context.AfterFunc(s.ctx, func() { _ = rc.SetReadDeadline(time.Now()) })
+	stop := context.AfterFunc(s.ctx, func() { _ = conn.SetReadDeadline(time.Now()) })
 	defer stop()
+	if strings.EqualFold(r.Header.Get("Expect"), "100-continue") {
+		_ = conn.SetWriteDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		if _, err := io.WriteString(conn, "HTTP/1.1 100 Continue\r\n\r\n"); err != nil {
+			conn.Close()
+			return nil
+		}
+	}
+	var raw io.Reader = brw.Reader // what net/http had read ahead comes first
+	switch {
+	case len(r.TransferEncoding) > 0 && r.TransferEncoding[0] == "chunked":
+		raw = newChunkedBody(raw)
+	case r.ContentLength >= 0:
+		raw = io.LimitReader(raw, r.ContentLength)
+	}
 
 	writerDone := make(chan struct{})
-	go in.writeAcks(w, rc, s.store.Gone(st.ID), writerDone)
-	body := &bodyReader{r: r.Body, rc: rc, idle: s.cfg.IdleTimeout, in: in, stop: s.ctx}
+	go in.writeAcks(s.store.Gone(st.ID), writerDone)
+	body := &bodyReader{r: raw, conn: conn, idle: s.cfg.IdleTimeout, in: in, stop: s.ctx}
 	reason := in.runSafely(body)
 	ended = reason == reasonEnd
+	// The stream is free for the producer's next session before the
+	// producer sees this one's end.
+	release(ended)
+	released = true
 	in.acks.close()
 	<-writerDone
-	if !ended {
-		// This handler reads the body and no one else (golang/go#68560): what
-		// the producer still sends is dropped now, briefly, not read by
-		// net/http after the handler has returned.
-		_ = rc.SetReadDeadline(time.Now().Add(time.Second))
-		_ = r.Body.Close()
-	}
+	in.closeConn(ended)
 	in.log.Info("producer disconnected", "reason", reason, "fragments", in.stored, "bytes", in.bytes.Load())
 	return nil
+}
+
+// closeConn ends the connection after the response. If the producer is
+// still sending (the session ended with an ERROR), the connection is shut
+// for writing and what arrives is read and dropped for a moment before it
+// closes: a close with unread data would reset the connection, and the
+// producer could lose the acks it has not read yet.
+func (in *ingest) closeConn(ended bool) {
+	defer in.conn.Close()
+	if ended {
+		return
+	}
+	if cw, ok := in.conn.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	_ = in.conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+	_, _ = io.Copy(io.Discard, io.LimitReader(in.conn, 4<<20))
 }
 
 // parseProducerStart reads x-amzn-producer-start-timestamp, "<sec>.<ms>".
@@ -110,7 +151,7 @@ func parseProducerStart(v string) (int64, error) {
 // timeout without data, and when the connection reaches its maximum age.
 type bodyReader struct {
 	r    io.Reader
-	rc   *http.ResponseController
+	conn net.Conn // nil in tests without a connection
 	idle time.Duration
 	in   *ingest
 	stop context.Context // the server's: shutting down ends the session
@@ -133,8 +174,8 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 		return 0, b.in.readErr
 	}
 	// Moving a deadline costs a timer update: once a second is enough.
-	if now := time.Now(); b.rc != nil && now.Sub(b.deadlineSet) >= time.Second {
-		_ = b.rc.SetReadDeadline(now.Add(min(b.idle, left)))
+	if now := time.Now(); b.conn != nil && now.Sub(b.deadlineSet) >= time.Second {
+		_ = b.conn.SetReadDeadline(now.Add(min(b.idle, left)))
 		b.deadlineSet = now
 	}
 	n, err := b.r.Read(p)
@@ -188,15 +229,17 @@ type ingest struct {
 	opened   time.Time
 	log      *slog.Logger
 
-	acks     *ackQueue
-	started  chan struct{}
-	gotData  atomic.Bool
-	deleted  atomic.Bool  // the stream was deleted under the session
-	lastData atomic.Int64 // unix nanos of the last body bytes
-	bytes    atomic.Int64
-	counter  prometheus.Counter
-	readErr  error
-	storeErr error // the store failed: disk full, deleted stream
+	conn       net.Conn
+	respHeader string // written once the body has started
+	acks       *ackQueue
+	started    chan struct{}
+	gotData    atomic.Bool
+	deleted    atomic.Bool  // the stream was deleted under the session
+	lastData   atomic.Int64 // unix nanos of the last body bytes
+	bytes      atomic.Int64
+	counter    prometheus.Counter
+	readErr    error
+	storeErr   error // the store failed: disk full, deleted stream
 
 	win *window
 	dem *mkv.Demuxer
@@ -206,6 +249,7 @@ type ingest struct {
 	tracks       map[uint64]bool
 	prefix       int64 // start of Tags before the next Cluster, -1 if none
 	prefixTags   int   // metadata tags in them
+	gap          int64 // between fragments: where the input not yet placed begins
 	ebmlStart    int64
 	clusterDepth int
 
@@ -362,6 +406,10 @@ func (in *ingest) keepFrom() int64 {
 	}
 	if in.inFragment {
 		k = min(k, in.frag.written)
+	} else {
+		// What follows the last element placed may be the start of the
+		// next Cluster, which becomes a fragment only at its Timecode.
+		k = min(k, in.gap)
 	}
 	if in.header == nil && in.ebmlStart >= 0 {
 		k = min(k, in.ebmlStart)
@@ -410,7 +458,7 @@ func (in *ingest) handle(ev *mkv.Event) (code string, failed bool) {
 		if n := len(ev.Header.Tracks); n == 0 || n > in.s.cfg.MaxTracks {
 			return in.fail(kvs.ErrIDTooManyTracks, fmt.Errorf("%d tracks (at most %d)", n, in.s.cfg.MaxTracks)), true
 		}
-		in.header, in.ebmlStart = hdr, -1
+		in.header, in.ebmlStart, in.gap = hdr, -1, ev.End
 		in.scale = int64(ev.Header.TimecodeScale)
 		if in.scale == 0 {
 			in.scale = mkv.DefaultTimecodeScale
@@ -433,6 +481,8 @@ func (in *ingest) handle(ev *mkv.Event) (code string, failed bool) {
 			if in.prefixTags > maxFragmentTags {
 				return in.fail(kvs.ErrIDMetadataLimit, fmt.Errorf("%d metadata tags before one fragment (at most %d)", in.prefixTags, maxFragmentTags)), true
 			}
+		} else if !in.inFragment {
+			in.gap = ev.End // tags that belong to no fragment (END_OF_FRAGMENT)
 		}
 	case mkv.EventCluster:
 		return in.startFragment(ev)
@@ -520,6 +570,7 @@ func (in *ingest) endFragment(end int64) (string, bool) {
 	}
 	f := in.frag
 	in.inFragment = false
+	in.gap = end
 	in.lastTC, in.haveLastTC = f.timecode, true
 	// The fragment lasts until its last frame ends; a frame lasts about as
 	// long as the gap between the first two.
