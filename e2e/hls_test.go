@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -365,4 +366,69 @@ func listFragmentNumbers(t *testing.T, endpoint, stream string) []string {
 		return strings.Compare(a, b)
 	})
 	return nums
+}
+
+// firstFrameTime is the presentation time, in µs, of the first frame
+// ffmpeg decodes of one stream (edit lists applied).
+func firstFrameTime(t *testing.T, path, stream string) int64 {
+	t.Helper()
+	out := mediatest.Run(t, nil, "ffprobe", "-v", "error", "-select_streams", stream, "-read_intervals", "%+#1",
+		"-show_entries", "frame=pts_time", "-of", "csv=p=0", path)
+	f := strings.Fields(string(out))
+	if len(f) == 0 {
+		t.Fatalf("%s: no %s frame", path, stream)
+	}
+	return micros(t, strings.TrimRight(f[0], ","))
+}
+
+// TestGetClipKeepsAudioBeforeTheFirstPicture: the producer keeps audio at
+// its own time, so a stream can start with audio a little before its first
+// picture (here the AAC priming frame, 21 ms before video with B-frames).
+// GetClip keeps that audio, whole, and starts the video after it as in
+// the source: every frame decodes as the source's, and ffmpeg and
+// GStreamer see the same distance between the first audio and the first
+// picture as in the source.
+func TestGetClipKeepsAudioBeforeTheFirstPicture(t *testing.T) {
+	t.Parallel()
+	srv := startServe(t, serveArgs(t.TempDir())...)
+	src := mediatest.Fixture(t, "bframes-aac.ts")
+	if out, errOut, code := kvsgoCmd(t, nil, "put", "--stream", "bframes", "--source", src, "--endpoint", srv.url, "--fast", "--quiet"); code != 0 {
+		t.Fatalf("kvsgo put: exit %d\n%s\n%s", code, out, errOut)
+	}
+	clip := filepath.Join(t.TempDir(), "clip.mp4")
+	awsCLI(t, srv.url, "kinesis-video-archived-media", "get-clip", "--stream-name", "bframes",
+		"--clip-fragment-selector", rangeArg("PRODUCER_TIMESTAMP"), clip)
+	wantV := mediatest.FrameMD5(t, src, nil, "", "v:0")
+	if got := mediatest.FrameMD5(t, clip, nil, "", "v:0"); len(wantV) != 150 || !slices.Equal(got, wantV) {
+		t.Fatalf("GetClip: %d video frames decoded, the source has %d, or they differ", len(got), len(wantV))
+	}
+	wantA := mediatest.FrameMD5(t, src, nil, "", "a:0")
+	if got := mediatest.FrameMD5(t, clip, nil, "", "a:0"); !slices.Equal(got, wantA) {
+		t.Fatalf("GetClip: %d audio frames decoded, the source has %d, or they differ", len(got), len(wantA))
+	}
+	want := firstFrameTime(t, src, "v:0") - firstFrameTime(t, src, "a:0")
+	if want < 15_000 {
+		t.Fatalf("the fixture's audio starts %d µs before its video, not the priming frame's 21 ms", want)
+	}
+	if got := firstFrameTime(t, clip, "v:0") - firstFrameTime(t, clip, "a:0"); got < want-1000 || got > want+1000 {
+		t.Fatalf("ffmpeg: the clip's video starts %d µs after its audio, the source's %d µs", got, want)
+	}
+	// GStreamer: running time of the first buffer of each, from qtdemux's
+	// segment (base + pts - start).
+	running := func(pad string) int64 {
+		out := mediatest.Run(t, nil, "gst-launch-1.0", "-v", "filesrc", "location="+clip, "!", "qtdemux", "name=d", "d."+pad, "!",
+			"fakesink", "silent=false", "num-buffers=1")
+		seg := regexp.MustCompile(`base=\(guint64\)(\d+), offset=\(guint64\)\d+, start=\(guint64\)(\d+)`).FindAllStringSubmatch(string(out), -1)
+		pts := regexp.MustCompile(`pts: (\d+):(\d+):(\d+)\.(\d+)`).FindStringSubmatch(string(out))
+		if len(seg) == 0 || pts == nil {
+			t.Fatalf("GStreamer's %s: no segment or buffer:\n%s", pad, out)
+		}
+		n := func(s string) int64 { v, _ := strconv.ParseInt(s, 10, 64); return v }
+		last := seg[len(seg)-1]
+		ns := ((n(pts[1])*60+n(pts[2]))*60+n(pts[3]))*1e9 + n(pts[4])
+		return (n(last[1]) + ns - n(last[2])) / 1000
+	}
+	if got := running("video_0") - running("audio_0"); got < want-1000 || got > want+1000 {
+		t.Fatalf("GStreamer: the clip's video starts %d µs after its audio, the source's %d µs", got, want)
+	}
 }

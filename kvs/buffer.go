@@ -9,7 +9,13 @@ type Fragment struct {
 	ID uint64
 	// Timecode is the Cluster timecode (milliseconds since the epoch).
 	Timecode int64
-	Data     []byte
+	// Header is the stream header (EBML, Segment, Info, Tracks) the
+	// fragment belongs to: a connection sends it before the fragment
+	// unless it sent the same header last. Fragments share the slice.
+	Header []byte
+	Data   []byte
+	// Frames counts the frames in Data.
+	Frames int
 	// Complete once the next fragment has started (or the stream ended).
 	Complete bool
 	// Acked is the furthest acknowledgement received.
@@ -23,8 +29,9 @@ type Fragment struct {
 // in-memory implementation is MemoryBuffer; a disk-backed one can replace
 // it to survive restarts.
 type Buffer interface {
-	// Start begins a new fragment, completing the previous one.
-	Start(timecode int64) *Fragment
+	// Start begins a new fragment under the given stream header,
+	// completing the previous one.
+	Start(timecode int64, header []byte) *Fragment
 	// Append adds bytes to the newest fragment.
 	Append(p []byte)
 	// Get returns the fragment with the given ID, or nil if it was
@@ -57,8 +64,8 @@ type MemoryBuffer struct {
 }
 
 // Start implements Buffer.
-func (b *MemoryBuffer) Start(tc int64) *Fragment {
-	f := &Fragment{ID: b.nextID, Timecode: tc}
+func (b *MemoryBuffer) Start(tc int64, header []byte) *Fragment {
+	f := &Fragment{ID: b.nextID, Timecode: tc, Header: header}
 	if l := b.Last(); l != nil {
 		l.Complete = true
 		// Fragments are alike: size the new one like the last, so that

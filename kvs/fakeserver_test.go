@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -23,11 +24,17 @@ import (
 // frame arrived. The full server is tested against real clients elsewhere.
 type fakeKVS struct {
 	*httptest.Server
-	mu       sync.Mutex
-	onFrame  func(data []byte)
-	silent   bool // never acknowledge
-	errorID  int  // answer every fragment with this ERROR instead of PERSISTED
-	noRead   bool // take the request and never read its body
+	mu      sync.Mutex
+	onFrame func(data []byte)
+	silent  bool // never acknowledge
+	errorID int  // answer every fragment with this ERROR instead of PERSISTED
+	noRead  bool // take the request and never read its body
+	// dropAt ends the first session, unacknowledged, when its dropAt-th
+	// cluster starts (0: never)
+	dropAt int
+	// log records, per session, each header (by its first track's width)
+	// and cluster
+	log      [][]string
 	sessions int
 	stop     chan struct{}
 }
@@ -57,8 +64,16 @@ func (f *fakeKVS) putMedia(w http.ResponseWriter, r *http.Request) {
 	_ = rc.EnableFullDuplex()
 	f.mu.Lock()
 	f.sessions++
-	silent, errorID, noRead := f.silent, f.errorID, f.noRead
+	session := f.sessions
+	f.log = append(f.log, nil)
+	silent, errorID, noRead, dropAt := f.silent, f.errorID, f.noRead, f.dropAt
 	f.mu.Unlock()
+	record := func(s string) {
+		f.mu.Lock()
+		f.log[session-1] = append(f.log[session-1], s)
+		f.mu.Unlock()
+	}
+	clusters := 0
 	if noRead {
 		select {
 		case <-r.Context().Done():
@@ -91,7 +106,14 @@ func (f *fakeKVS) putMedia(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 		switch ev.Type {
+		case mkv.EventHeader:
+			record(fmt.Sprintf("H%d", ev.Header.Tracks[0].Width))
 		case mkv.EventCluster:
+			clusters++
+			if session == 1 && clusters == dropAt {
+				return
+			}
+			record(fmt.Sprintf("C%d", ev.Timecode))
 			tc, open = ev.Timecode, true
 			ack(AckBuffering)
 		case mkv.EventClusterEnd:

@@ -1,20 +1,20 @@
 package kvs
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
+	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/kvsgo/kvsgo/media"
-	"github.com/kvsgo/kvsgo/mkv"
 )
 
 // ProducerConfig configures a Producer. Zero values take the defaults in
@@ -39,6 +39,18 @@ type ProducerConfig struct {
 	CloseTimeout     time.Duration // at Close, give up after this long connected without progress [30 s]
 	RetryMin         time.Duration // first reconnect delay [500 ms]
 	RetryMax         time.Duration // longest reconnect delay [10 s]
+
+	// InterleaveWindow bounds how long a frame waits for the other
+	// tracks' frames of the same time, and a key frame for its leading
+	// pictures, in media time [1 s].
+	InterleaveWindow time.Duration
+	// DiscontinuityThreshold: a timestamp this far ahead of the stream, or
+	// half of it behind its own track, is a jump of the source's clock
+	// that the producer re-bases [1 s].
+	DiscontinuityThreshold time.Duration
+	// AudioFragmentDuration is the fragment length of a stream without
+	// video, which has no key frames to start fragments at [2 s].
+	AudioFragmentDuration time.Duration
 }
 
 func (c *ProducerConfig) defaults() {
@@ -72,6 +84,15 @@ func (c *ProducerConfig) defaults() {
 	if c.RetryMax == 0 {
 		c.RetryMax = 10 * time.Second
 	}
+	if c.InterleaveWindow == 0 {
+		c.InterleaveWindow = time.Second
+	}
+	if c.DiscontinuityThreshold == 0 {
+		c.DiscontinuityThreshold = time.Second
+	}
+	if c.AudioFragmentDuration == 0 {
+		c.AudioFragmentDuration = 2 * time.Second
+	}
 }
 
 // EventType says what an Event reports.
@@ -86,6 +107,9 @@ const (
 	EventDropped
 	EventWarning
 	EventFatal
+	// EventDiscontinuity: the source's timestamps jumped; the stream was
+	// re-based onto its own clock.
+	EventDiscontinuity
 )
 
 // Event is something the producer tells its user.
@@ -97,46 +121,22 @@ type Event struct {
 	Err     error
 }
 
-// Stats counts what the producer did.
-type Stats struct {
-	Frames, DroppedFrames       int64
-	Fragments, DroppedFragments int64
-	Persisted, Received, Errors int64
-	// Rejected counts fragments the service refused for good
-	// (non-retriable ERROR acks).
-	Rejected   int64
-	BytesSent  int64
-	Reconnects int64
-	Connected  bool
-	// LastAckLatency is from a fragment's last frame to its PERSISTED.
-	LastAckLatency                time.Duration
-	BufferedFragments             int
-	BufferedBytes                 int64
-	BufferedDuration, MediaSpan   time.Duration
-	FirstFrameTime, LastFrameTime time.Time
-}
-
 // Producer streams frames to one Kinesis video stream over PutMedia. Put
 // frames from one goroutine; Close at the end.
 type Producer struct {
 	cfg ProducerConfig
 	log *slog.Logger
 
-	mu        sync.Mutex
-	buf       Buffer
-	writer    *mkv.Writer
-	header    []byte
-	fragTrack uint8
-	base      time.Duration // wall clock at PTS 0
-	started   bool
-	closing   bool
-	fatal     error
-	retention int32
-	stats     Stats
-	warned    map[string]bool
-	keys      int
-	// frames of other tracks that came before the first key frame
-	early []media.Frame
+	mu         sync.Mutex
+	buf        Buffer
+	path       *framePath
+	segmentUID [16]byte
+	started    bool
+	closing    bool
+	fatal      error
+	retention  int32
+	stats      Stats
+	warned     map[string]bool
 	// what the connection is doing, guarded by mu
 	sendID       uint64
 	sendOff      int
@@ -146,7 +146,6 @@ type Producer struct {
 	abortSend    bool
 	staleErr     error
 	lastProgress time.Time // last RECEIVED or PERSISTED, or Close
-	skipToKey    bool      // the open fragment was refused: drop frames until a key frame
 	errStreak    int       // ERROR acks in a row
 	pending      []Event   // events queued under mu, sent after it is released
 
@@ -156,63 +155,107 @@ type Producer struct {
 	done   chan struct{}
 }
 
-// headerSink receives the Writer's bytes: the header once, then
-// everything into the newest fragment.
-type headerSink struct{ p *Producer }
+// bufferSink puts the frame path's fragments into the Buffer; mu is held.
+type bufferSink struct{ p *Producer }
 
-func (s headerSink) Write(b []byte) (int, error) {
-	if s.p.header == nil {
-		s.p.header = append([]byte(nil), b...)
-		return len(b), nil
+func (s bufferSink) startFragment(tc int64, header []byte) {
+	p := s.p
+	if last := p.buf.Last(); last != nil {
+		last.CompletedAt = p.cfg.Now()
 	}
-	s.p.buf.Append(b)
-	return len(b), nil
+	p.buf.Start(tc, header)
+}
+
+func (s bufferSink) appendFragment(b []byte) { s.p.buf.Append(b) }
+
+func (s bufferSink) frameWritten() {
+	if l := s.p.buf.Last(); l != nil {
+		l.Frames++
+	}
+}
+
+func (s bufferSink) endFragment() {
+	if l := s.p.buf.Last(); l != nil && !l.Complete {
+		l.Complete, l.CompletedAt = true, s.p.cfg.Now()
+	}
 }
 
 // NewProducer prepares the stream and starts the connection in the
-// background. The tracks are the source's; the first video track's key
-// frames start fragments.
+// background. The tracks are the source's (at most 3); the first video
+// track's key frames start fragments, and without video, fragments are
+// AudioFragmentDuration long.
 func NewProducer(ctx context.Context, cfg ProducerConfig, tracks []media.Track) (*Producer, error) {
 	cfg.defaults()
 	if cfg.ControlPlane == nil || cfg.Credentials == nil {
 		return nil, errors.New("kvs: ProducerConfig needs a ControlPlane and Credentials")
 	}
-	h := mkv.Header{}
-	fragTrack := uint8(0)
-	for _, t := range tracks {
-		mt := mkv.Track{Number: uint64(t.Number), Name: t.Name, CodecID: t.CodecID, CodecPrivate: t.CodecPrivate}
-		switch t.Kind {
-		case media.KindVideo:
-			mt.Type, mt.Width, mt.Height = mkv.TrackTypeVideo, uint16(t.Width), uint16(t.Height)
-			if fragTrack == 0 {
-				fragTrack = t.Number
-			}
-		case media.KindAudio:
-			mt.Type, mt.SamplingFrequency, mt.Channels = mkv.TrackTypeAudio, t.SampleRate, uint8(t.Channels)
-		}
-		h.Tracks = append(h.Tracks, mt)
-	}
-	if len(tracks) == 0 {
-		return nil, errors.New("kvs: no tracks")
-	}
-	if fragTrack == 0 {
-		fragTrack = tracks[0].Number
-	}
 	ctx, cancel := context.WithCancel(ctx)
-	p := &Producer{cfg: cfg, log: cfg.Logger, buf: &MemoryBuffer{}, fragTrack: fragTrack,
+	p := &Producer{cfg: cfg, log: cfg.Logger, buf: &MemoryBuffer{},
 		warned: map[string]bool{}, notify: make(chan struct{}, 1), ctx: ctx, cancel: cancel, done: make(chan struct{})}
-	w, err := mkv.NewWriter(headerSink{p}, h)
-	if err != nil {
+	// Matroska forbids a zero SegmentUID; the KVS SDK makes a random one
+	// per stream. It stays the same across new headers.
+	_, _ = rand.Read(p.segmentUID[:])
+	p.path = newFramePath(pathConfig{Now: cfg.Now, Window: cfg.InterleaveWindow, Jump: cfg.DiscontinuityThreshold,
+		AudioFragment: cfg.AudioFragmentDuration}, bufferSink{p}, &p.stats, p.warnOnce, p.queue)
+	if err := p.path.setTracks(tracks, p.segmentUID); err != nil {
 		cancel()
 		return nil, fmt.Errorf("kvs: %w", err)
 	}
-	if err := w.WriteHeader(); err != nil {
-		cancel()
-		return nil, fmt.Errorf("kvs: %w", err)
-	}
-	p.writer = w
 	go p.run()
 	return p, nil
+}
+
+// SetTracks changes the stream's tracks: a source met a new header (a
+// concatenated Matroska input, a camera that changed its picture size).
+// What was put before goes out in its own fragments; the next fragment
+// starts with a header carrying the new tracks and codec private data, on
+// the same connection, and resends after a reconnect use the header each
+// fragment belongs to. Calling it with the tracks already in use does
+// nothing. It refuses what one stream cannot carry: more than 3 tracks,
+// or a track's codec changing (Kinesis Video Streams players follow new
+// codec private data, not a new codec).
+func (p *Producer) SetTracks(tracks []media.Track) error {
+	p.mu.Lock()
+	err := p.setTracks(tracks)
+	p.mu.Unlock()
+	p.flush()
+	p.wake()
+	return err
+}
+
+func (p *Producer) setTracks(tracks []media.Track) error {
+	if p.fatal != nil {
+		return p.fatal
+	}
+	if p.closing {
+		return errors.New("kvs: SetTracks after Close")
+	}
+	if len(tracks) > 3 {
+		return fmt.Errorf("kvs: the input now has %d tracks: Kinesis Video Streams takes at most 3; start a new stream for it", len(tracks))
+	}
+	old := p.path.tracks
+	if slices.EqualFunc(old, tracks, sameTrack) {
+		return nil
+	}
+	for _, t := range tracks {
+		for _, o := range old {
+			if o.Kind == t.Kind && o.CodecID != t.CodecID {
+				return fmt.Errorf("kvs: the input's %s changed from %s to %s mid-stream: a Kinesis video stream carries one codec per track; start a new stream (or restart kvsgo) for it", t.Kind, o.CodecID, t.CodecID)
+			}
+		}
+	}
+	if err := p.path.setTracks(tracks, p.segmentUID); err != nil {
+		return fmt.Errorf("kvs: %w", err)
+	}
+	p.trimOverflow()
+	p.log.Info("new stream header: the next fragment carries the new tracks", "tracks", len(tracks))
+	return nil
+}
+
+// sameTrack reports whether two tracks would give the same header.
+func sameTrack(a, b media.Track) bool {
+	return a.Number == b.Number && a.Kind == b.Kind && a.CodecID == b.CodecID && bytes.Equal(a.CodecPrivate, b.CodecPrivate) &&
+		a.Name == b.Name && a.Width == b.Width && a.Height == b.Height && a.SampleRate == b.SampleRate && a.Channels == b.Channels
 }
 
 func (p *Producer) event(e Event) {
@@ -250,14 +293,12 @@ func (p *Producer) warnOnce(key, msg string) {
 	p.queue(Event{Type: EventWarning, Message: msg})
 }
 
-// maxAudioLead is how far before its fragment's start a frame of another
-// track may be and still be put at that start.
-const maxAudioLead = 200 * time.Millisecond
-
 // Put adds a frame. It returns at once: the frame goes out on the
-// connection as soon as the connection takes it, and stays buffered until
-// the service has persisted its fragment. It fails only when the producer
-// has given up (see Err).
+// connection as soon as the tracks' frames of its time are in and the
+// connection takes it, and stays buffered until the service has persisted
+// its fragment. Every frame is sent once at its own time, or counted in
+// Stats.Lost with the reason. Put fails only when the producer has given
+// up (see Err) or for a frame of a track the stream does not have.
 func (p *Producer) Put(f media.Frame) error {
 	p.mu.Lock()
 	err := p.put(f)
@@ -279,107 +320,29 @@ func (p *Producer) put(f media.Frame) error {
 	}
 	now := p.cfg.Now()
 	if !p.started {
-		p.base = time.Duration(now.UnixNano()) - f.PTS
 		p.started = true
 		p.stats.FirstFrameTime = now
 	}
 	p.stats.LastFrameTime = now
-	abs := p.base + f.PTS
-	if p.skipToKey {
-		if !f.Key || f.Track != p.fragTrack {
-			p.stats.DroppedFrames++
-			return nil
-		}
-		p.skipToKey = false
-	}
-	if f.PTS != f.DTS && f.Track == p.fragTrack {
-		p.warnOnce("bframes", "the source has B-frames: they add latency and some players stutter on them; cameras and encoders can turn them off (x264 bframes=0, ffmpeg -bf 0)")
-	}
-	if f.Key && f.Track == p.fragTrack {
-		tc := int64(abs / time.Millisecond)
-		if last := p.buf.Last(); last != nil {
-			if tc <= last.Timecode {
-				p.stats.DroppedFrames++
-				p.warnOnce("order", fmt.Sprintf("key frame at %d ms is not after the previous one (%d ms): timestamps must increase; dropped", tc, last.Timecode))
-				return nil
-			}
-			p.checkKeyInterval(time.Duration(tc-last.Timecode) * time.Millisecond)
-		}
-		if last := p.buf.Last(); last != nil {
-			last.CompletedAt = now
-		}
-		p.buf.Start(tc)
-		p.stats.Fragments++
-		defer p.flushEarly()
-	} else if last := p.buf.Last(); last != nil && f.Track == p.fragTrack &&
-		time.Duration(int64(abs/time.Millisecond)-last.Timecode)*time.Millisecond > 20*time.Second {
-		p.warnOnce("longfragment", "no key frame for 20 s: Kinesis Video Streams refuses fragments longer than 20 s (error 4002); set the encoder's key-frame interval to about the frame rate (x264enc key-int-max, ffmpeg -g, rpicam-vid --intra)")
-	}
-	if last := p.buf.Last(); last != nil && f.Track != p.fragTrack {
-		// Audio interleaved a little behind the video key frame that
-		// started the fragment belongs at its start, not in the bin.
-		start := time.Duration(last.Timecode) * time.Millisecond
-		if abs < start && start-abs <= maxAudioLead {
-			abs = start
-		}
-	}
-	if p.buf.Last() == nil && f.Track != p.fragTrack {
-		// Audio often starts a moment before the first video key frame:
-		// keep a little of it for the first fragment.
-		if len(p.early) < 64 {
-			f.Data = append([]byte(nil), f.Data...)
-			f.PTS = abs
-			p.early = append(p.early, f)
-			return nil
-		}
-	}
-	err := p.writer.WriteFrame(uint64(f.Track), abs, f.Key, f.Data)
-	switch {
-	case errors.Is(err, mkv.ErrNeedKeyFrame):
-		p.stats.DroppedFrames++ // before the first key frame: nothing to attach it to
-		return nil
-	case errors.Is(err, mkv.ErrBlockTimecode), errors.Is(err, mkv.ErrTimecodeOrder):
-		p.stats.DroppedFrames++
-		p.warnOnce("blocktc", fmt.Sprintf("a frame's timestamp does not fit in its fragment (%v); dropped. Check the source's timestamps", err))
-		return nil
-	case err != nil:
+	before := p.stats.Fragments
+	if err := p.path.put(f); err != nil {
 		return fmt.Errorf("kvs: %w", err)
 	}
-	p.stats.Frames++
-	p.trimOverflow()
+	if p.stats.Fragments != before {
+		p.trimOverflow()
+	}
 	p.wake()
 	return nil
 }
 
-// flushEarly writes the frames of other tracks that arrived just before
-// the first fragment started, at its start; older ones are dropped.
-func (p *Producer) flushEarly() {
-	start := time.Duration(p.buf.Last().Timecode) * time.Millisecond
-	for _, f := range p.early {
-		if start-f.PTS > maxAudioLead {
-			p.stats.DroppedFrames++
-			continue
-		}
-		if err := p.writer.WriteFrame(uint64(f.Track), max(f.PTS, start), f.Key, f.Data); err != nil {
-			p.stats.DroppedFrames++
-			continue
-		}
-		p.stats.Frames++
-	}
-	p.early = nil
-}
-
-func (p *Producer) checkKeyInterval(d time.Duration) {
-	p.keys++
-	if p.keys != 1 {
-		return
-	}
-	switch {
-	case d > 20*time.Second:
-		p.warnOnce("keyint", fmt.Sprintf("key frames come every %s: Kinesis Video Streams refuses fragments over 20 s (error 4002); set the encoder's key-frame interval to about the frame rate", d.Round(time.Millisecond)))
-	case d < time.Second:
-		p.warnOnce("keyint", fmt.Sprintf("key frames come every %s: each starts a fragment, and Kinesis Video Streams expects fragments of 1 to 20 s (and at most 5 a second); a key-frame interval of 1 to 2 s is best", d.Round(time.Millisecond)))
-	}
+// AddLost counts frames that never reached Put: a source could not use
+// them (the pictures before a camera's first key frame, a damaged input).
+// They go into Stats.Lost beside the producer's own losses, so that one
+// count says what of the input did not reach the service.
+func (p *Producer) AddLost(l Losses) {
+	p.mu.Lock()
+	p.stats.Lost = p.stats.Lost.Add(l)
+	p.mu.Unlock()
 }
 
 // trimOverflow drops the oldest whole fragments while the buffer holds
@@ -397,6 +360,7 @@ func (p *Producer) trimOverflow() {
 		}
 		f := p.buf.DropOldest()
 		p.stats.DroppedFragments++
+		p.stats.Lost.Overflow += int64(f.Frames)
 		if f.ID == p.sendID && (p.sendOff > 0 || p.writing) {
 			p.abortSend = true // half sent: the connection must start over
 		}
@@ -440,14 +404,15 @@ func (p *Producer) Close(ctx context.Context) (Stats, error) {
 	p.lastProgress = p.cfg.Now()
 	if !p.closing {
 		p.closing = true
-		if l := p.buf.Last(); l != nil && !l.Complete {
-			if err := p.writer.EndFragment(); err != nil {
-				p.log.Warn("ending the last fragment", "err", err)
-			}
-			l.Complete = true
+		// What waits in the interleaver goes out, and the last fragment
+		// ends with an END_OF_FRAGMENT tag.
+		if err := p.path.end(); err != nil {
+			p.log.Warn("ending the last fragment", "err", err)
 		}
+		p.trimOverflow()
 	}
 	p.mu.Unlock()
+	p.flush()
 	p.wake()
 	// Wait while there is progress. While the service cannot be reached,
 	// the reconnect loop's own GiveUpAfter decides.
@@ -497,400 +462,4 @@ func (p *Producer) setFatal(err error) {
 	}
 	p.mu.Unlock()
 	p.event(Event{Type: EventFatal, Err: err, Message: err.Error()})
-}
-
-// released reports whether the service has a fragment for good.
-func (p *Producer) released(f *Fragment) bool {
-	if !f.Complete {
-		return false
-	}
-	switch f.Acked {
-	case AckPersisted, AckError:
-		return true
-	case AckReceived:
-		return p.retention == 0
-	}
-	return false
-}
-
-// finished reports whether Close was called and everything is
-// acknowledged.
-func (p *Producer) finished() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	n, _ := p.buf.Size()
-	return p.closing && n == 0
-}
-
-// run owns the connection: set-up, streaming, reconnecting with back-off.
-func (p *Producer) run() {
-	defer close(p.done)
-	delay := p.cfg.RetryMin
-	var failingSince time.Time
-	endpoint := ""
-	for p.ctx.Err() == nil && !p.finished() {
-		if p.cfg.GiveUpAfter > 0 && !failingSince.IsZero() && p.cfg.Now().Sub(failingSince) > p.cfg.GiveUpAfter {
-			p.setFatal(fmt.Errorf("could not stream for %s; giving up", p.cfg.GiveUpAfter))
-			return
-		}
-		if endpoint == "" {
-			ep, retention, err := p.cfg.ControlPlane.PrepareStream(p.ctx, p.cfg.Stream)
-			if err != nil {
-				if errors.Is(err, ErrAuth) || isPermanent(err) {
-					p.setFatal(err)
-					return
-				}
-				if failingSince.IsZero() {
-					failingSince = p.cfg.Now()
-				}
-				p.event(Event{Type: EventDisconnected, Err: err, Message: fmt.Sprintf("cannot reach Kinesis Video Streams (%v); retrying in %s", err, delay.Round(time.Millisecond))})
-				if !p.sleep(&delay) {
-					return
-				}
-				continue
-			}
-			endpoint = ep
-			p.mu.Lock()
-			p.retention = retention
-			p.mu.Unlock()
-			p.mu.Lock()
-			if retention == 0 {
-				p.warnOnce("retention", "the stream keeps no data (DataRetentionInHours 0): nothing can be played back later, and fragments count as delivered when RECEIVED")
-			}
-			p.mu.Unlock()
-			p.flush()
-		}
-		creds, err := p.cfg.Credentials.Retrieve(p.ctx)
-		if err != nil {
-			p.setFatal(fmt.Errorf("no AWS credentials: %w (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)", err))
-			return
-		}
-		maxAge := p.cfg.MaxConnectionAge
-		if creds.CanExpire {
-			maxAge = min(maxAge, creds.Expires.Sub(p.cfg.Now())-time.Minute)
-		}
-		sess, err := OpenSession(p.ctx, SessionConfig{Endpoint: endpoint, Stream: p.cfg.Stream.Name, Region: p.cfg.Region,
-			Credentials: creds, HTTPClient: p.cfg.HTTPClient, Now: p.cfg.Now})
-		if err != nil {
-			p.setFatal(err)
-			return
-		}
-		worked, err := p.stream(sess, endpoint, max(maxAge, time.Second))
-		if worked {
-			failingSince, delay = time.Time{}, p.cfg.RetryMin
-		}
-		switch {
-		case err == nil || errors.Is(err, errRotate):
-			continue
-		case errors.Is(err, ErrAuth):
-			p.setFatal(fmt.Errorf("the service refused the credentials: %w", err))
-			return
-		}
-		if p.ctx.Err() != nil || p.finished() {
-			return
-		}
-		if failingSince.IsZero() {
-			failingSince = p.cfg.Now()
-		}
-		p.mu.Lock()
-		p.stats.Reconnects++
-		p.stats.Connected = false
-		p.mu.Unlock()
-		p.event(Event{Type: EventDisconnected, Err: err, Message: fmt.Sprintf("connection lost (%v); reconnecting in %s and resending what was not persisted", err, delay.Round(time.Millisecond))})
-		if !worked {
-			endpoint = "" // ask for the endpoint again; it may have moved
-		}
-		if !p.sleep(&delay) {
-			return
-		}
-	}
-}
-
-// sleep waits the current back-off (with jitter) and doubles it.
-func (p *Producer) sleep(delay *time.Duration) bool {
-	d := *delay/2 + rand.N(*delay/2+1)
-	*delay = min(*delay*2, p.cfg.RetryMax)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-p.ctx.Done():
-		return false
-	}
-}
-
-// isPermanent reports set-up errors that retrying cannot fix.
-func isPermanent(err error) bool {
-	return errors.Is(err, ErrNoStream) || errors.Is(err, ErrStreamDeleting)
-}
-
-var errRotate = errors.New("rotating the connection")
-
-// stream runs one session: the header, then every fragment not yet
-// acknowledged, then new bytes as they come. It returns whether the session
-// worked (the service acknowledged data) and why it ended.
-func (p *Producer) stream(sess *Session, endpoint string, maxAge time.Duration) (worked bool, err error) {
-	acksDone := make(chan struct{})
-	var gotAck atomic.Bool
-	go func() {
-		defer close(acksDone)
-		for a := range sess.Acks() {
-			// Only data the service took for good makes a session count
-			// as working; BUFFERING comes before an ERROR, too.
-			if a.EventType == AckReceived || a.EventType == AckPersisted {
-				gotAck.Store(true)
-			}
-			p.handleAck(a)
-		}
-	}()
-	watchdogDone := make(chan struct{})
-	stopWatchdog := make(chan struct{})
-	go p.watchdog(sess, stopWatchdog, watchdogDone)
-	defer func() {
-		close(stopWatchdog)
-		<-watchdogDone
-		sess.Abort()
-		<-acksDone
-		worked = worked || gotAck.Load()
-		p.mu.Lock()
-		if p.staleErr != nil {
-			err = p.staleErr
-		}
-		p.mu.Unlock()
-	}()
-	opened := p.cfg.Now()
-	p.mu.Lock()
-	if f := p.buf.First(); f != nil {
-		p.sendID = f.ID
-	} else {
-		p.sendID = 0
-		if l := p.buf.Last(); l != nil {
-			p.sendID = l.ID + 1
-		}
-	}
-	p.sendOff, p.abortSend, p.awaitingFrom, p.staleErr = 0, false, time.Time{}, nil
-	p.writeSince = p.cfg.Now()
-	p.stats.Connected = true
-	p.mu.Unlock()
-	if _, err := sess.Write(p.header); err != nil {
-		return false, p.sessionErr(sess, err)
-	}
-	p.mu.Lock()
-	p.writeSince = time.Time{}
-	p.mu.Unlock()
-	p.event(Event{Type: EventConnected, Message: "streaming to " + endpoint})
-	tick := time.NewTicker(250 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		p.mu.Lock()
-		if p.abortSend {
-			p.mu.Unlock()
-			return false, errors.New("starting the connection over")
-		}
-		f := p.buf.Get(p.sendID)
-		if f == nil {
-			if first := p.buf.First(); first != nil && first.ID > p.sendID {
-				p.sendID, p.sendOff = first.ID, 0 // released or dropped meanwhile
-				p.mu.Unlock()
-				continue
-			}
-		}
-		next := p.buf.Get(p.sendID + 1)
-		var chunk []byte
-		switch {
-		case f != nil && p.sendOff == 0 && f.Complete && next != nil && (f.Acked == AckPersisted || f.Acked == AckError):
-			p.sendID++ // the service has it, or refused it for good: do not send it again
-			p.mu.Unlock()
-			continue
-		case f != nil && p.sendOff < len(f.Data):
-			chunk = f.Data[p.sendOff:]
-			if p.sendOff == 0 && p.awaitingFrom.IsZero() {
-				p.awaitingFrom = p.cfg.Now()
-			}
-			p.writing, p.writeSince = true, p.cfg.Now()
-		case f != nil && f.Complete && next != nil:
-			p.sendID, p.sendOff = p.sendID+1, 0
-			if p.cfg.Now().Sub(opened) > maxAge {
-				p.mu.Unlock()
-				p.closeGracefully(sess)
-				return true, errRotate
-			}
-			p.mu.Unlock()
-			continue
-		}
-		closing := p.closing
-		p.mu.Unlock()
-
-		if chunk != nil {
-			n, err := sess.Write(chunk)
-			p.mu.Lock()
-			p.sendOff += n
-			p.stats.BytesSent += int64(n)
-			p.writing, p.writeSince = false, time.Time{}
-			p.mu.Unlock()
-			if err != nil {
-				return false, p.sessionErr(sess, err)
-			}
-			continue
-		}
-		if closing && p.finished() {
-			p.closeGracefully(sess)
-			return true, nil
-		}
-		select {
-		case <-p.notify:
-		case <-tick.C:
-		case <-sess.Done():
-			return false, p.sessionErr(sess, sess.Err())
-		case <-p.ctx.Done():
-			return false, p.ctx.Err()
-		}
-	}
-}
-
-// watchdog aborts a session that has gone stale: data sent without any
-// acknowledgement, or a write the connection does not take, for AckTimeout.
-func (p *Producer) watchdog(sess *Session, stop <-chan struct{}, done chan<- struct{}) {
-	defer close(done)
-	t := time.NewTicker(100 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-sess.Done():
-			return
-		case <-t.C:
-		}
-		p.mu.Lock()
-		now := p.cfg.Now()
-		var stale error
-		switch {
-		case !p.awaitingFrom.IsZero() && now.Sub(p.awaitingFrom) > p.cfg.AckTimeout:
-			stale = fmt.Errorf("no acknowledgement for %s after sending a fragment: the connection is stale", p.cfg.AckTimeout)
-		case !p.writeSince.IsZero() && now.Sub(p.writeSince) > p.cfg.AckTimeout:
-			stale = fmt.Errorf("the connection has taken no data for %s: it is stale", p.cfg.AckTimeout)
-		}
-		if stale != nil {
-			p.staleErr = stale
-		}
-		p.mu.Unlock()
-		if stale != nil {
-			sess.Abort()
-			return
-		}
-	}
-}
-
-// closeGracefully ends the body and waits briefly for the response to end.
-func (p *Producer) closeGracefully(sess *Session) {
-	_ = sess.CloseBody()
-	t := time.NewTimer(5 * time.Second)
-	defer t.Stop()
-	select {
-	case <-sess.Done():
-	case <-t.C:
-	}
-}
-
-// sessionErr prefers the reason the response ended over a write error.
-func (p *Producer) sessionErr(sess *Session, err error) error {
-	select {
-	case <-sess.Done():
-		if e := sess.Err(); e != nil && !errors.Is(e, errAborted) {
-			return e
-		}
-	case <-time.After(100 * time.Millisecond):
-	}
-	return err
-}
-
-// maxErrorStreak is how many ERROR acks in a row, with no data
-// acknowledged between them, make the producer give up.
-const maxErrorStreak = 5
-
-func (p *Producer) handleAck(a Ack) {
-	p.mu.Lock()
-	now := p.cfg.Now()
-	switch a.EventType {
-	case AckIdle:
-		p.awaitingFrom = time.Time{}
-	case AckBuffering, AckReceived, AckPersisted:
-		p.awaitingFrom = time.Time{}
-		if a.EventType != AckBuffering {
-			p.errStreak = 0
-		}
-		f := p.buf.ByTimecode(a.FragmentTimecode)
-		if f != nil && rank(a.EventType) > rank(f.Acked) && f.Acked != AckError {
-			f.Acked = a.EventType
-			if a.EventType == AckPersisted && !f.CompletedAt.IsZero() {
-				p.stats.LastAckLatency = now.Sub(f.CompletedAt)
-			}
-		}
-		switch a.EventType {
-		case AckPersisted:
-			p.stats.Persisted++
-			p.lastProgress = now
-		case AckReceived:
-			p.stats.Received++
-			p.lastProgress = now
-		}
-		p.queue(Event{Type: EventAck, Ack: a})
-	case AckError:
-		p.handleErrorAck(a)
-	}
-	p.buf.Release(p.released, p.sendID)
-	p.mu.Unlock()
-	p.flush()
-	p.wake()
-}
-
-// handleErrorAck applies an ERROR ack; mu is held.
-func (p *Producer) handleErrorAck(a Ack) {
-	info := LookupAckError(a.ErrorID)
-	p.stats.Errors++
-	p.errStreak++
-	msg := fmt.Sprintf("Kinesis Video Streams error %d %s: %s; %s", a.ErrorID, info.Code, info.Cause, info.Fix)
-	// An ERROR names its fragment by timecode; one that does not is about
-	// the oldest, as the producer SDK takes it.
-	f := p.buf.ByTimecode(a.FragmentTimecode)
-	if !a.HasTimecode || f == nil {
-		f = p.buf.First()
-	}
-	switch {
-	case f != nil && !info.Retriable:
-		f.Acked = AckError // it cannot succeed: never send it again
-		p.stats.Rejected++
-		if f == p.buf.Last() && !f.Complete {
-			f.Complete = true
-			p.skipToKey = true // the rest of it would be refused too
-		}
-		msg += "; the fragment is dropped"
-	case info.Retriable:
-		msg += "; it is sent again"
-	}
-	p.queue(Event{Type: EventAckError, Ack: a, Message: msg})
-	// The service ends the connection after an ERROR; so does the
-	// producer, and starts over from the first fragment not persisted.
-	p.abortSend = true
-	if p.errStreak >= maxErrorStreak && p.fatal == nil {
-		p.fatal = fmt.Errorf("the service refused the stream %d times in a row; last: %s", p.errStreak, msg)
-		p.queue(Event{Type: EventFatal, Err: p.fatal, Message: p.fatal.Error()})
-		p.cancel()
-	}
-}
-
-func rank(e AckEvent) int {
-	switch e {
-	case AckBuffering:
-		return 1
-	case AckReceived:
-		return 2
-	case AckPersisted:
-		return 3
-	case AckError:
-		return 4
-	}
-	return 0
 }

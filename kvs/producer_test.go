@@ -2,6 +2,7 @@ package kvs
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -109,8 +110,10 @@ func TestProducerWarnsAboutTheSource(t *testing.T) {
 		return media.Frame{Track: 1, PTS: time.Duration(ms) * time.Millisecond, DTS: time.Duration(dts) * time.Millisecond, Key: key, Data: []byte{0, 0, 0, 1, 0x65}}
 	}
 	p.Put(frame(0, true, 0))
-	p.Put(frame(66, false, 33))       // a B-frame: presented after it is decoded
-	p.Put(frame(21000, false, 21000)) // still no key frame
+	p.Put(frame(66, false, 33)) // a B-frame: presented after it is decoded
+	for ms := 100; ms < 25000; ms += 100 {
+		p.Put(frame(ms, false, ms)) // still no key frame at 21 s
+	}
 	p.Put(frame(25000, true, 25000))
 	if _, err := p.Close(context.Background()); err != nil {
 		t.Fatal(err)
@@ -279,5 +282,114 @@ func TestRotatesConnectionsAndCredentials(t *testing.T) {
 				t.Fatalf("credentials fetched %d times", e.calls)
 			}
 		})
+	}
+}
+
+// TestNewHeaderOnTheSameConnectionAndOnResend: new tracks mid-stream go
+// out as a new header before the next fragment, on the same connection;
+// after a reconnect, each fragment sent again is preceded by the header it
+// belongs to.
+func TestNewHeaderOnTheSameConnectionAndOnResend(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		dropAt int
+	}{{"one connection", 0}, {"reconnect", 3}} {
+		t.Run(c.name, func(t *testing.T) {
+			srv := newFakeKVS(t)
+			srv.dropAt = c.dropAt
+			var got int
+			srv.onFrame = func([]byte) { srv.mu.Lock(); got++; srv.mu.Unlock() }
+			p, _ := newTestProducer(t, srv, ProducerConfig{})
+			buf := make([]byte, 200)
+			for i := range 90 {
+				_ = p.Put(stampedFrame(buf, i, 200))
+			}
+			bigger := testTrack[0]
+			bigger.Width, bigger.Height = 128, 96
+			if err := p.SetTracks([]media.Track{bigger}); err != nil {
+				t.Fatal(err)
+			}
+			for i := range 60 { // timestamps start again: a jump back
+				_ = p.Put(stampedFrame(buf, i, 200))
+			}
+			st, err := p.Close(context.Background())
+			if err != nil || st.Lost.Total() != 0 || st.Fragments != 5 {
+				t.Fatalf("Close: %v, %+v", err, st)
+			}
+			srv.mu.Lock()
+			defer srv.mu.Unlock()
+			if got < 150 {
+				t.Fatalf("the peer got %d frames of 150", got)
+			}
+			var shape [][]string
+			for _, s := range srv.log {
+				var ev []string
+				for _, e := range s {
+					if e[0] == 'C' {
+						e = "C"
+					}
+					ev = append(ev, e)
+				}
+				shape = append(shape, ev)
+			}
+			want := [][]string{{"H64", "C", "C", "C", "H128", "C", "C"}}
+			if c.dropAt != 0 {
+				// The first connection dies at the third fragment; the
+				// second starts again there, under the first header.
+				want = [][]string{{"H64", "C", "C"}, {"H64", "C", "H128", "C", "C"}}
+			}
+			if fmt.Sprint(shape) != fmt.Sprint(want) {
+				t.Fatalf("sessions %v, want %v", shape, want)
+			}
+		})
+	}
+}
+
+// TestSetTracksRefusesWhatAStreamCannotCarry: a codec change or a fourth
+// track is refused with a message that says what to do.
+func TestSetTracksRefusesWhatAStreamCannotCarry(t *testing.T) {
+	srv := newFakeKVS(t)
+	p, _ := newTestProducer(t, srv, ProducerConfig{})
+	defer p.Close(context.Background())
+	h265 := testTrack[0]
+	h265.CodecID = media.CodecH265
+	if err := p.SetTracks([]media.Track{h265}); err == nil || !strings.Contains(err.Error(), "one codec per track") {
+		t.Fatalf("codec change: %v", err)
+	}
+	four := []media.Track{testTrack[0], testTrack[0], testTrack[0], testTrack[0]}
+	if err := p.SetTracks(four); err == nil || !strings.Contains(err.Error(), "at most 3") {
+		t.Fatalf("four tracks: %v", err)
+	}
+	if err := p.SetTracks(testTrack); err != nil {
+		t.Fatalf("the same tracks again: %v", err)
+	}
+}
+
+// TestAddLostCountsTheSourcesLosses: frames a source could not put (before
+// the producer existed too) are in Stats.Lost beside the producer's own,
+// by reason, and count as unexpected; the frames put are all delivered.
+func TestAddLostCountsTheSourcesLosses(t *testing.T) {
+	srv := newFakeKVS(t)
+	p, _ := newTestProducer(t, srv, ProducerConfig{})
+	p.AddLost(Losses{BeforeKeyFrame: 4})
+	buf := make([]byte, 100)
+	for i := range 60 {
+		if err := p.Put(stampedFrame(buf, i, 100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.AddLost(Losses{Undecodable: 5, Damaged: 1})
+	p.AddLost(Losses{BeforeKeyFrame: 2})
+	st, err := p.Close(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Losses{BeforeKeyFrame: 6, Undecodable: 5, Damaged: 1}
+	if st.Lost != want || st.Lost.Total() != 12 || st.Lost.Unexpected() != 12 || st.Frames != 60 || st.Persisted != st.Fragments {
+		t.Fatalf("stats %+v", st)
+	}
+	if s := st.Lost.String(); !strings.Contains(s, "6 before the first key frame") || !strings.Contains(s, "5 needing frames the input does not give") ||
+		!strings.Contains(s, "1 damaged or missing in the input") {
+		t.Fatalf("losses say %q", s)
 	}
 }

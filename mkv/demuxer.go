@@ -398,6 +398,10 @@ func (d *Demuxer) trackField(t *Track, id ID) error {
 		return d.str(&t.Name)
 	case IDCodecID:
 		return d.str(&t.CodecID)
+	case IDDefaultDuration:
+		v, err := d.uint()
+		t.DefaultDuration = v
+		return err
 	case IDCodecPrivate:
 		b, err := d.r.Data()
 		if err != nil {

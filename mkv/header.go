@@ -20,6 +20,10 @@ type Track struct {
 	Name         string
 	CodecID      string
 	CodecPrivate []byte
+	// DefaultDuration of a frame in nanoseconds, 0 when the file does not
+	// say; read (a laced block's frames are that far apart), not written:
+	// KVS's layout has no such field.
+	DefaultDuration uint64
 
 	// Video.
 	Width, Height uint16

@@ -11,6 +11,12 @@ import (
 // Cluster (one KVS fragment) at every key frame of the fragmenting track.
 // Each frame goes out in a single Write, and once its scratch buffer has
 // grown to the largest frame the Writer allocates nothing per frame.
+//
+// WriteFrame decides cluster boundaries itself. A caller that orders
+// frames across tracks and knows better where a fragment starts (KVS's
+// producer does: a cluster starts at the earliest presentation time of a
+// key frame and its leading pictures) uses StartCluster and WriteBlock
+// instead, and writes the header itself (WriteHeader).
 type Writer struct {
 	w      io.Writer
 	header Header
@@ -19,7 +25,11 @@ type Writer struct {
 	// video track, else the first track.
 	fragTrack uint64
 
-	buf        []byte
+	buf []byte
+	// pending bytes at the start of buf (a new Cluster and the tags
+	// before it) go out with the next block.
+	pending    int
+	open       bool // a Cluster with blocks is in the output and not ended
 	wroteHead  bool
 	inCluster  bool
 	clusterTC  int64
@@ -54,8 +64,16 @@ func NewWriter(w io.Writer, h Header) (*Writer, error) {
 	return wr, nil
 }
 
-// Timecode converts a timestamp to timecode units of this stream.
-func (w *Writer) Timecode(t time.Duration) int64 { return int64(t) / w.scale }
+// Timecode converts a timestamp to timecode units of this stream, to the
+// nearest unit as ffmpeg's Matroska muxer does: a time a source computed
+// as 383.999999 ms is 384 ms.
+func (w *Writer) Timecode(t time.Duration) int64 {
+	n := int64(t) + w.scale/2
+	if n < 0 {
+		return (n - w.scale + 1) / w.scale
+	}
+	return n / w.scale
+}
 
 // WriteHeader writes the EBML header, Segment, Info and Tracks. Writing it
 // again (for a new connection) is allowed and starts a new Segment.
@@ -68,7 +86,7 @@ func (w *Writer) WriteHeader() error {
 	if _, err := w.w.Write(w.buf); err != nil {
 		return err
 	}
-	w.wroteHead, w.inCluster = true, false
+	w.wroteHead, w.inCluster, w.pending, w.open = true, false, 0, false
 	return nil
 }
 
@@ -87,8 +105,8 @@ func (w *Writer) WriteFrame(track uint64, pts time.Duration, key bool, data []by
 	if w.header.track(track) == nil {
 		return fmt.Errorf("%w: track %d", ErrUnknownTrack, track)
 	}
-	tc := int64(pts) / w.scale
-	b := w.buf[:0]
+	tc := w.Timecode(pts)
+	b := w.buf[:w.pending]
 	if !w.wroteHead {
 		var err error
 		if b, err = AppendHeader(b, &w.header); err != nil {
@@ -130,6 +148,64 @@ func (w *Writer) WriteFrame(track uint64, pts time.Duration, key bool, data []by
 	w.wroteHead = true
 	w.inCluster = true
 	w.clusterTC = clusterTC
+	w.pending, w.open = 0, true
+	return nil
+}
+
+// StartCluster begins a new Cluster (a new KVS fragment) at time t, after
+// any queued fragment tags. Its bytes go out with the next WriteBlock, so
+// that a frame is still one Write. The timecode must be after the previous
+// cluster's: KVS refuses fragments whose timecode does not increase.
+func (w *Writer) StartCluster(t time.Duration) error {
+	tc := w.Timecode(t)
+	if w.inCluster && tc <= w.clusterTC {
+		return fmt.Errorf("%w: cluster at %d after %d", ErrTimecodeOrder, tc, w.clusterTC)
+	}
+	if tc < 0 {
+		return fmt.Errorf("%w: cluster at %d", ErrTimecodeOrder, tc)
+	}
+	b := w.buf[:0]
+	for _, t := range w.pendingTag {
+		b = AppendTags(b, t)
+	}
+	w.pendingTag = w.pendingTag[:0]
+	b = AppendClusterStart(b, uint64(tc))
+	w.buf, w.pending = b, len(b)
+	w.inCluster, w.clusterTC = true, tc
+	return nil
+}
+
+// ClusterTimecode returns the current cluster's timecode and whether a
+// cluster is open.
+func (w *Writer) ClusterTimecode() (int64, bool) { return w.clusterTC, w.inCluster }
+
+// WriteBlock writes one frame of a track into the current cluster,
+// presented at pts; it never starts a cluster. ErrNeedKeyFrame means no
+// cluster is open; ErrBlockTimecode that pts is before the cluster or more
+// than 32767 units after it (Matroska's signed 16-bit relative timecode;
+// KVS's producer writes none below zero).
+func (w *Writer) WriteBlock(track uint64, pts time.Duration, key bool, data []byte) error {
+	if w.header.track(track) == nil {
+		return fmt.Errorf("%w: track %d", ErrUnknownTrack, track)
+	}
+	if !w.inCluster {
+		return ErrNeedKeyFrame
+	}
+	rel := w.Timecode(pts) - w.clusterTC
+	if pts < 0 || rel < 0 || rel > 32767 {
+		return fmt.Errorf("%w: %d units from the cluster start", ErrBlockTimecode, rel)
+	}
+	var flags byte
+	if key {
+		flags = FlagKey
+	}
+	b := AppendSimpleBlockHeader(w.buf[:w.pending], track, int16(rel), flags, len(data))
+	b = append(b, data...)
+	w.buf = b
+	if _, err := w.w.Write(b); err != nil {
+		return err
+	}
+	w.pending, w.open = 0, true
 	return nil
 }
 
@@ -138,11 +214,14 @@ func (w *Writer) WriteFrame(track uint64, pts time.Duration, key bool, data []by
 // stream, so that the service can complete the fragment without waiting for
 // the next one. The next frame must be a key frame.
 func (w *Writer) EndFragment() error {
-	if !w.inCluster {
+	// A cluster that got no frame was never written; the one before it,
+	// if any, is what the tag ends.
+	w.pending, w.inCluster = 0, false
+	if !w.open {
 		return nil
 	}
 	w.buf = AppendTags(w.buf[:0], SimpleTag{Name: TagEndOfFragment})
-	w.inCluster = false
+	w.open = false
 	_, err := w.w.Write(w.buf)
 	return err
 }

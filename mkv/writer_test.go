@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -202,5 +203,106 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// countingWriter counts Write calls.
+type countingWriter struct {
+	bytes.Buffer
+	writes int
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	c.writes++
+	return c.Buffer.Write(p)
+}
+
+// TestWriterExplicitClusters: a cluster can start before its key frame
+// (at the earliest time of the key frame and its leading pictures, or with
+// audio that precedes it), every block is at or after its cluster's
+// timecode, and each frame is still a single Write.
+func TestWriterExplicitClusters(t *testing.T) {
+	h := goldenHeader()
+	h.Tracks = append(h.Tracks, Track{Number: 2, Type: TrackTypeAudio, CodecID: "A_AAC", CodecPrivate: []byte{0x11, 0x90}, SamplingFrequency: 48000, Channels: 1})
+	out := &countingWriter{}
+	w, _ := NewWriter(out, h)
+	must(t, w.WriteHeader())
+	if err := w.WriteBlock(1, epoch, true, []byte{1}); !errors.Is(err, ErrNeedKeyFrame) {
+		t.Fatalf("a block before any cluster: %v", err)
+	}
+	ms := time.Millisecond
+	must(t, w.StartCluster(epoch+990*ms))                             // audio first
+	must(t, w.WriteBlock(2, epoch+990*ms, true, []byte{0xa1}))        // rel 0
+	must(t, w.WriteBlock(1, epoch+1066*ms, true, []byte{0, 0, 0, 1})) // key frame shown after its leading pictures
+	must(t, w.WriteBlock(1, epoch+1000*ms, false, []byte{0, 0, 0, 2}))
+	must(t, w.WriteBlock(1, epoch+1033*ms, false, []byte{0, 0, 0, 3}))
+	if err := w.WriteBlock(2, epoch+989*ms, true, []byte{0xa2}); !errors.Is(err, ErrBlockTimecode) {
+		t.Fatalf("a block before its cluster: %v", err)
+	}
+	if err := w.StartCluster(epoch + 990*ms); !errors.Is(err, ErrTimecodeOrder) {
+		t.Fatalf("a cluster not after the previous one: %v", err)
+	}
+	w.AddFragmentTag("camera", "porch")
+	must(t, w.StartCluster(epoch+2000*ms))
+	must(t, w.WriteBlock(1, epoch+2000*ms, true, []byte{0, 0, 0, 4}))
+	must(t, w.StartCluster(epoch+3000*ms)) // nothing written in it
+	must(t, w.EndFragment())
+	if out.writes != 1+5+1 {
+		t.Fatalf("%d writes for a header, 5 frames and the end tag", out.writes)
+	}
+	type blk struct {
+		track uint64
+		tc    int64
+	}
+	var clusters []int64
+	var blocks []blk
+	var tags []string
+	d := NewDemuxer(bytes.NewReader(out.Bytes()))
+	for {
+		ev, err := d.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		must(t, err)
+		switch ev.Type {
+		case EventCluster:
+			clusters = append(clusters, ev.Timecode)
+		case EventBlock:
+			blocks = append(blocks, blk{ev.Block.Track, ev.Timecode})
+			if ev.Block.Timecode < 0 {
+				t.Fatalf("negative relative timecode %d", ev.Block.Timecode)
+			}
+		case EventTags:
+			tags = append(tags, ev.Tags[0].Name)
+		}
+	}
+	base := int64(epoch / ms)
+	wantBlocks := []blk{{2, base + 990}, {1, base + 1066}, {1, base + 1000}, {1, base + 1033}, {1, base + 2000}}
+	if !slices.Equal(clusters, []int64{base + 990, base + 2000}) || !slices.Equal(blocks, wantBlocks) ||
+		!slices.Equal(tags, []string{"camera", TagEndOfFragment}) {
+		t.Fatalf("clusters %v blocks %v tags %v", clusters, blocks, tags)
+	}
+}
+
+func TestWriterExplicitAllocatesNothingPerFrame(t *testing.T) {
+	w, _ := NewWriter(io.Discard, goldenHeader())
+	frame := make([]byte, 20000)
+	var pts time.Duration
+	step := func() {
+		if pts%time.Second == 0 {
+			if err := w.StartCluster(pts); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.WriteBlock(1, pts, pts%time.Second == 0, frame); err != nil {
+			t.Fatal(err)
+		}
+		pts += 40 * time.Millisecond
+	}
+	for range 100 {
+		step()
+	}
+	if n := testing.AllocsPerRun(1000, step); n != 0 {
+		t.Fatalf("%v allocations per frame", n)
 	}
 }

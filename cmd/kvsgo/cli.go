@@ -29,7 +29,9 @@ var errUsage = errors.New("usage")
 func commands() []command {
 	return []command{
 		{name: "put", summary: "stream a camera, file or stdin to Kinesis Video Streams", run: runPut},
-		{name: "serve", summary: "run a local Kinesis Video Streams server (control plane, PutMedia, GetMedia, ListFragments)", run: runServe},
+		{name: "get", summary: "read a stream back (GetMedia) as Matroska or raw H.264/H.265, following it live", run: runGet},
+		{name: "serve", summary: "run a local Kinesis Video Streams server (control plane, PutMedia, GetMedia, ListFragments) with a web page", run: runServe},
+		{name: "demo", summary: "run a local server with a test camera streaming into it, and show the web page", run: runDemo},
 		{name: "version", summary: "print the version and build information", run: runVersion},
 		{name: "help", summary: "show help for kvsgo or one of its commands", run: nil},
 	}

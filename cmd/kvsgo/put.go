@@ -77,7 +77,7 @@ func runPut(env *cliEnv, args []string) error {
 	fs.StringVar(&f.camera.Profile, "profile", "", "rpicam: H.264 profile, baseline, main or high (default baseline)")
 	fs.BoolVar(&f.lowLatency, "low-latency", false, "rpicam: pass --low-latency (automatic on a Raspberry Pi 5)")
 	fs.StringVar(&f.rtspTransport, "rtsp-transport", "tcp", "rtsp://: tcp or udp")
-	fs.IntVar(&f.fragmentDuration, "fragment-duration", 0, "kvssink's fragment-duration in ms: accepted, but fragments follow the source's key frames")
+	fs.IntVar(&f.fragmentDuration, "fragment-duration", 0, "fragment length in ms of a stream without video (default 2000); with video, fragments follow the key frames (kvssink's name)")
 	// kvssink's property names, in its units (seconds), for people moving over.
 	alias(fs, "stream-name", "stream")
 	alias(fs, "aws-region", "region")
@@ -169,15 +169,13 @@ func put(ctx context.Context, env *cliEnv, log *slog.Logger, f putFlags) error {
 	if closer != nil {
 		defer closer.Close()
 	}
-	if f.fragmentDuration > 0 {
-		log.Info("--fragment-duration is ignored: a fragment starts at every key frame, so set the encoder's key-frame interval instead")
-	}
 	pcfg := kvs.ProducerConfig{
 		Stream:       kvs.StreamSetup{Name: f.stream, Create: !f.noCreate, RetentionHours: int32(f.retention), DeviceName: "kvsgo"},
 		ControlPlane: kvs.NewSDKControlPlane(awsCfg, endpoint, nil), Credentials: awsCfg.Credentials, Region: awsCfg.Region,
 		Logger: log, BufferDuration: f.bufferDuration, BufferBytes: int64(f.storageMB) << 20, AckTimeout: f.ackTimeout,
 		GiveUpAfter: f.giveUp, CloseTimeout: f.close,
-		OnEvent: func(e kvs.Event) { logEvent(log, e) },
+		AudioFragmentDuration: time.Duration(f.fragmentDuration) * time.Millisecond,
+		OnEvent:               func(e kvs.Event) { logEvent(log, e) },
 	}
 	// The producer outlives a Ctrl-C: it still delivers what it holds.
 	sink := &producerSink{ctx: context.WithoutCancel(ctx), cfg: pcfg}
@@ -207,15 +205,61 @@ func put(ctx context.Context, env *cliEnv, log *slog.Logger, f putFlags) error {
 		return fmt.Errorf("source %s produced no video", f.src)
 	}
 	st, closeErr := p.Close(context.Background())
-	fmt.Fprintf(env.stdout, "kvsgo put: %d frames, %d fragments, %d persisted, %d errors, %d dropped fragments, %d reconnects in %s\n",
-		st.Frames, st.Fragments, st.Persisted, st.Errors, st.DroppedFragments, st.Reconnects, time.Since(start).Round(100*time.Millisecond))
+	fmt.Fprintf(env.stdout, "kvsgo put: %d frames, %d fragments, %d persisted, %d errors, %d dropped fragments, %d reconnects, %d frames lost, %d discontinuities in %s\n",
+		st.Frames, st.Fragments, st.Persisted, st.Errors, st.DroppedFragments, st.Reconnects, st.Lost.Total(), st.Discontinuities,
+		time.Since(start).Round(100*time.Millisecond))
+	if st.Lost.Total() > 0 {
+		fmt.Fprintf(env.stdout, "kvsgo put: frames lost: %s\n", st.Lost)
+	}
 	switch {
 	case runErr != nil && !errors.Is(runErr, context.Canceled) && !errors.Is(runErr, p.Err()):
 		return fmt.Errorf("source %s: %w", f.src, runErr)
 	case closeErr != nil:
 		return closeErr
+	case failingLosses(st.Lost, source.Live(f.src)) > 0:
+		return lostError(st.Lost, source.Live(f.src))
 	}
 	return nil
+}
+
+// failingLosses counts the frames lost that make put fail: all but those
+// of the user's own buffer limits (--buffer, --storage-size), which are
+// theirs to choose, and, for a live source (a camera, a program), those
+// before its first key frame of each (re)connection, which it sent before
+// kvsgo could use them.
+func failingLosses(l kvs.Losses, live bool) int64 {
+	n := l.Unexpected()
+	if live {
+		n -= l.BeforeKeyFrame
+	}
+	return n
+}
+
+// lostError says why frames were lost and what to do.
+func lostError(l kvs.Losses, live bool) error {
+	var advice []string
+	if l.BeforeKeyFrame > 0 && !live {
+		advice = append(advice, "start the source at a key frame, or make the encoder send them often (ffmpeg -g, x264enc key-int-max)")
+	}
+	if l.Discontinuity > 0 {
+		advice = append(advice, "the source's timestamps jumped back in the middle of a GOP (a spliced stream): join clips at key frames")
+	}
+	if l.OutOfOrder > 0 {
+		advice = append(advice, "the source's timestamps go backwards or its tracks are far apart in time")
+	}
+	if l.TooLong > 0 {
+		advice = append(advice, "set the encoder's key-frame interval to about the frame rate")
+	}
+	if l.Refused > 0 {
+		advice = append(advice, "see the service's errors above")
+	}
+	if l.Undecodable > 0 {
+		advice = append(advice, "cut MP4s at a key frame, or re-encode them, to keep the pictures after the cut")
+	}
+	if l.Damaged > 0 {
+		advice = append(advice, "the input is damaged (packets missing): check the file, or the link it came over")
+	}
+	return fmt.Errorf("%d frames were not delivered (%s); %s", l.Total(), l, strings.Join(advice, "; "))
 }
 
 // loadAWS resolves region, credentials and the endpoint the standard way.
@@ -247,24 +291,56 @@ func loadAWS(ctx context.Context, f putFlags) (aws.Config, string, error) {
 	return cfg, strings.TrimSuffix(endpoint, "/"), nil
 }
 
-// producerSink starts the producer when the source knows its tracks.
+// producerSink starts the producer when the source knows its tracks, and
+// counts the frames the source could not pass on among the producer's
+// losses.
 type producerSink struct {
-	ctx context.Context
-	cfg kvs.ProducerConfig
-	mu  sync.Mutex
-	p   *kvs.Producer
+	ctx     context.Context
+	cfg     kvs.ProducerConfig
+	mu      sync.Mutex
+	p       *kvs.Producer
+	dropped kvs.Losses // before the producer started
 }
 
+// Start starts the producer; a source calls it again when its tracks or
+// their codec private data change (a new header), and the producer then
+// carries on with a new header.
 func (s *producerSink) Start(tracks []media.Track) error {
+	if p := s.producer(); p != nil {
+		return p.SetTracks(tracks)
+	}
 	p, err := kvs.NewProducer(s.ctx, s.cfg, tracks)
 	if err != nil {
 		return err
 	}
 	s.mu.Lock()
 	s.p = p
+	p.AddLost(s.dropped)
 	s.mu.Unlock()
 	return nil
 }
+
+// Drop counts frames the source could not pass on (it logs them).
+func (s *producerSink) Drop(_ uint8, frames int, why source.Loss) {
+	var l kvs.Losses
+	switch why {
+	case source.LossBeforeKeyFrame:
+		l.BeforeKeyFrame = int64(frames)
+	case source.LossUndecodable:
+		l.Undecodable = int64(frames)
+	default:
+		l.Damaged = int64(frames)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.p == nil {
+		s.dropped = s.dropped.Add(l)
+		return
+	}
+	s.p.AddLost(l)
+}
+
+var _ source.DropSink = (*producerSink)(nil)
 
 func (s *producerSink) Frame(f media.Frame) error { return s.producer().Put(f) }
 
@@ -337,6 +413,16 @@ func serveProducerMetrics(addr string, s *producerSink, log *slog.Logger) (*http
 		}))
 	}
 	gauge("kvsgo_put_frames", "Frames put.", func(st kvs.Stats) float64 { return float64(st.Frames) })
+	gauge("kvsgo_put_discontinuities", "Jumps of the source's timestamps, re-based onto the stream's clock.", func(st kvs.Stats) float64 { return float64(st.Discontinuities) })
+	for i, r := range (kvs.Losses{}).Reasons() {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kvsgo_put_frames_lost",
+			Help: "Frames that did not reach the service, by reason.", ConstLabels: prometheus.Labels{"reason": r.Name}}, func() float64 {
+			if p := s.producer(); p != nil {
+				return float64(p.Stats().Lost.Reasons()[i].Frames)
+			}
+			return 0
+		}))
+	}
 	gauge("kvsgo_put_fragments", "Fragments started.", func(st kvs.Stats) float64 { return float64(st.Fragments) })
 	gauge("kvsgo_put_fragments_persisted", "PERSISTED acks.", func(st kvs.Stats) float64 { return float64(st.Persisted) })
 	gauge("kvsgo_put_ack_errors", "ERROR acks.", func(st kvs.Stats) float64 { return float64(st.Errors) })

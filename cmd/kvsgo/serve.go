@@ -31,12 +31,13 @@ func runServe(env *cliEnv, args []string) error {
 	transition := fs.Duration("transition-delay", 200*time.Millisecond,
 		"how long a stream stays CREATING, UPDATING or DELETING, as the service's do (0: at once)")
 	noThrottle := fs.Bool("no-throttle", false, "turn off the service's per-stream call limits (GetMedia, GetDataEndpoint: 5 a second), for load tests")
-	maxConns := fs.Int("max-conns", 4096, "most connections open at once (0: no limit); more are refused with 503")
-	maxPerClient := fs.Int("max-conns-per-client", 1024, "most connections open at once from one IP address (0: no limit)")
-	maxHeader := fs.Int("max-header-bytes", 64<<10, "largest request header accepted (431 beyond)")
-	headerTimeout := fs.Duration("header-timeout", 10*time.Second, "a request's header must arrive within this")
+	def := defaultServeLimits()
+	maxConns := fs.Int("max-conns", def.MaxConns, "most connections open at once (0: no limit); more are refused with 503")
+	maxPerClient := fs.Int("max-conns-per-client", def.MaxPerClient, "most connections open at once from one IP address (0: no limit)")
+	maxHeader := fs.Int("max-header-bytes", def.MaxHeaderBytes, "largest request header accepted (431 beyond)")
+	headerTimeout := fs.Duration("header-timeout", def.HeaderTimeout, "a request's header must arrive within this")
 	requestTimeout := fs.Duration("request-timeout", 30*time.Second, "a request body (PutMedia's stream excepted) must arrive, and each write of a response be read, within this")
-	idleTimeout := fs.Duration("idle-timeout", 2*time.Minute, "an idle keep-alive connection is closed after this")
+	idleTimeout := fs.Duration("idle-timeout", def.IdleTimeout, "an idle keep-alive connection is closed after this")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -73,51 +74,108 @@ func runServe(env *cliEnv, args []string) error {
 	if *accessKey != "" {
 		creds = map[string]string{*accessKey: *secretKey}
 	}
-	st, err := store.Open(store.Options{Dir: *data, Logger: log, Region: *region, TransitionDelay: *transition})
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	srv := server.New(server.Config{Store: st, Logger: log, Credentials: creds, AdvertiseURL: *advertise, NoThrottle: *noThrottle,
-		RequestTimeout: *requestTimeout})
-	ln, err := net.Listen("tcp", *listen)
-	if err != nil {
-		return fmt.Errorf("cannot listen on %s: %w", *listen, err)
-	}
-	ln = srv.LimitListener(ln, server.ConnLimits{Total: *maxConns, PerClient: *maxPerClient, HTTP: *tlsCert == ""})
-	warnFileLimit(log, *maxConns)
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: *headerTimeout, IdleTimeout: *idleTimeout,
-		MaxHeaderBytes: *maxHeader, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-	scheme := "http"
+	var tlsCfg *tls.Config
 	if *tlsCert != "" {
 		cert, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
 		if err != nil {
 			return fmt.Errorf("loading the TLS certificate: %w", err)
 		}
-		hs.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}}
-		ln = tls.NewListener(ln, hs.TLSConfig)
-		scheme = "https"
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}}
+	}
+	st, err := store.Open(store.Options{Dir: *data, Logger: log, Region: *region, TransitionDelay: *transition})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	lim := serveLimits{MaxConns: *maxConns, MaxPerClient: *maxPerClient, MaxHeaderBytes: *maxHeader,
+		HeaderTimeout: *headerTimeout, IdleTimeout: *idleTimeout}
+	ls, err := startServer(log, server.Config{Store: st, Logger: log, Credentials: creds, AdvertiseURL: *advertise, NoThrottle: *noThrottle,
+		RequestTimeout: *requestTimeout}, *listen, tlsCfg, lim)
+	if err != nil {
+		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
 	auth := "any well-formed signature"
 	if creds != nil {
 		auth = "signatures by " + *accessKey
 	}
-	log.Info("kvsgo serve ready", "url", scheme+"://"+ln.Addr().String(), "data", *data, "accepts", auth)
-	fmt.Fprintf(env.stdout, "kvsgo serve: listening on %s://%s (data in %s)\n", scheme, ln.Addr(), *data)
+	log.Info("kvsgo serve ready", "url", ls.URL, "data", *data, "accepts", auth)
+	fmt.Fprintf(env.stdout, "kvsgo serve: listening on %s (data in %s); the page is at %s/\n", ls.URL, *data, ls.URL)
 	select {
-	case err := <-errc:
-		return fmt.Errorf("server stopped: %w", err)
+	case <-ls.Done():
+		return fmt.Errorf("server stopped: %w", ls.Err())
 	case <-ctx.Done():
 	}
 	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	return ls.Stop(10 * time.Second)
+}
+
+// localServer is kvsgo's server on a listener: what serve and demo run.
+type localServer struct {
+	// URL is where it listens: scheme://host:port, no trailing slash.
+	URL  string
+	srv  *server.Server
+	hs   *http.Server
+	done chan struct{}
+	err  error // why Serve returned, once done is closed
+}
+
+// serveLimits bound what one client can hold of the server: connections,
+// header size, and how long a header or an idle connection may take.
+type serveLimits struct {
+	MaxConns, MaxPerClient int // 0: no limit
+	MaxHeaderBytes         int
+	HeaderTimeout          time.Duration
+	IdleTimeout            time.Duration
+}
+
+// defaultServeLimits are serve's flags' defaults.
+func defaultServeLimits() serveLimits {
+	return serveLimits{MaxConns: 4096, MaxPerClient: 1024, MaxHeaderBytes: 64 << 10,
+		HeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+}
+
+// startServer serves cfg's store on listen (HTTPS with tlsCfg) until Stop.
+func startServer(log *slog.Logger, cfg server.Config, listen string, tlsCfg *tls.Config, lim serveLimits) (*localServer, error) {
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return nil, fmt.Errorf("cannot listen on %s: %w", listen, err)
+	}
+	srv := server.New(cfg)
+	ln = srv.LimitListener(ln, server.ConnLimits{Total: lim.MaxConns, PerClient: lim.MaxPerClient, HTTP: tlsCfg == nil})
+	warnFileLimit(log, lim.MaxConns)
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: lim.HeaderTimeout, IdleTimeout: lim.IdleTimeout,
+		MaxHeaderBytes: lim.MaxHeaderBytes, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	scheme := "http"
+	if tlsCfg != nil {
+		hs.TLSConfig = tlsCfg
+		ln = tls.NewListener(ln, tlsCfg)
+		scheme = "https"
+	}
+	ls := &localServer{URL: scheme + "://" + ln.Addr().String(), srv: srv, hs: hs, done: make(chan struct{})}
+	go func() {
+		ls.err = hs.Serve(ln)
+		close(ls.done)
+	}()
+	return ls, nil
+}
+
+// Done is closed when the server has stopped serving, on its own or by Stop.
+func (ls *localServer) Done() <-chan struct{} { return ls.done }
+
+// Err is why the server stopped serving; valid once Done is closed.
+func (ls *localServer) Err() error { return ls.err }
+
+// Stop ends the long-lived requests (PutMedia, GetMedia, blocking
+// playlist reloads), then the connections, within timeout.
+func (ls *localServer) Stop(timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	_ = srv.Shutdown(sctx)
-	if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+	_ = ls.srv.Shutdown(ctx)
+	err := ls.hs.Shutdown(ctx)
+	<-ls.done
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
 	return nil

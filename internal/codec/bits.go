@@ -9,6 +9,9 @@ var errShortHeader = errors.New("header truncated")
 type bitReader struct {
 	buf []byte
 	pos int
+	// nalu is the NAL unit buf was taken from, when a parser needs its
+	// header.
+	nalu []byte
 }
 
 // unescapeRBSP copies at most len(dst) bytes of payload from a NAL unit into
@@ -82,4 +85,16 @@ func (r *bitReader) ue() (uint32, error) {
 		return 0, err
 	}
 	return (1<<zeros - 1) + v, nil
+}
+
+// se reads a signed Exp-Golomb code.
+func (r *bitReader) se() (int32, error) {
+	v, err := r.ue()
+	if err != nil {
+		return 0, err
+	}
+	if v&1 == 1 {
+		return int32(v/2) + int32(v&1), nil
+	}
+	return -int32(v / 2), nil
 }

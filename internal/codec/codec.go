@@ -93,11 +93,24 @@ func (c Codec) isKeyNALU(nalu []byte) bool {
 	return t == h264IDR
 }
 
-// IsKey reports whether an access unit is a random access point.
+// IsKey reports whether an access unit is a random access point: IDR for
+// H.264, and an I-frame with a recovery point SEI (recovery_frame_cnt 0), as
+// the I-frames of an open GOP are; IRAP (BLA, IDR, CRA) for H.265.
 func (c Codec) IsKey(au [][]byte) bool {
+	recovery := false
 	for _, n := range au {
 		if c.isKeyNALU(n) {
 			return true
+		}
+		if c != H264 || len(n) < 2 {
+			continue
+		}
+		switch c.NALUType(n) {
+		case h264SEI:
+			recovery = recovery || h264RecoveryPoint(n)
+		case h264NonIDR:
+			// The SEI comes before the picture's first slice.
+			return recovery && h264IntraSlice(n)
 		}
 	}
 	return false

@@ -12,7 +12,7 @@ import (
 )
 
 func seedFixtures(f *testing.F, n int, args ...any) {
-	for _, name := range []string{"h264-baseline.h264", "h264-high-bframes.h264", "h265.h265"} {
+	for _, name := range []string{"h264-baseline.h264", "h264-high-bframes.h264", "h265.h265", "opengop.h264", "h265-opengop.h265", "h265-radl.h265"} {
 		b, err := os.ReadFile(filepath.Join("..", "..", "testdata", name))
 		if err != nil {
 			f.Fatal(err)

@@ -246,3 +246,25 @@ func (p *Params) CodecPrivate() ([]byte, error) {
 	}
 	return buildAVCC(p.sps, p.pps, &p.h264SPS)
 }
+
+// maxReorder returns how many pictures the SPS allows to precede any
+// picture in decoding order and follow it in output order: H.265
+// sps_max_num_reorder_pics, H.264 max_num_reorder_frames when the VUI has
+// it, else a guess from the profile (0 for Baseline, which has no
+// B-frames, else 2, x264's usual depth).
+func (p *Params) maxReorder() int32 {
+	if p.Codec == H265 {
+		if n := len(p.h265SPS.MaxNumReorderPics); n > 0 {
+			return int32(min(p.h265SPS.MaxNumReorderPics[n-1], 16))
+		}
+		return 0
+	}
+	s := &p.h264SPS
+	if s.VUI != nil && s.VUI.BitstreamRestriction != nil {
+		return int32(min(s.VUI.BitstreamRestriction.MaxNumReorderFrames, 16))
+	}
+	if s.ProfileIdc == 66 {
+		return 0
+	}
+	return 2
+}

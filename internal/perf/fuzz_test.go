@@ -10,6 +10,7 @@ import (
 func FuzzParseProc(f *testing.F) {
 	f.Add([]byte("4242 (kv s) (x)) S 1 4242 4242 0 -1 4194560 1000 0 0 0 1234 56 7 8 20 0 9 0 100 1000000 500\n"))
 	f.Add([]byte("Name:\tkvsgo\nVmHWM:\t   20480 kB\nVmRSS:\t   10240 kB\n"))
+	f.Add([]byte("VmHWM:\t20480 kB\nVmRSS:\t-240 kB\n")) // once accepted as negative memory
 	f.Add([]byte("7.37 5.70 4.92 7/191 31142\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if u, s, err := ParseStat(b); err == nil && (u < 0 || s < 0) {

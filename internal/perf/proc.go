@@ -101,11 +101,12 @@ func ParseStatus(b []byte) (peak, rss int64, err error) {
 		if len(f) != 2 || string(f[1]) != "kB" {
 			return 0, 0, fmt.Errorf("/proc/PID/status: %s is %q, not \"<n> kB\"", name, bytes.TrimSpace(val))
 		}
-		kb, err := strconv.ParseInt(string(f[0]), 10, 64)
+		// 53 bits: a count of kB that still fits in bytes as an int64.
+		kb, err := strconv.ParseUint(string(f[0]), 10, 53)
 		if err != nil {
 			return 0, 0, fmt.Errorf("/proc/PID/status: %s is %q, not \"<n> kB\"", name, bytes.TrimSpace(val))
 		}
-		*dst = kb << 10
+		*dst = int64(kb) << 10
 	}
 	if !havePeak || !haveRSS {
 		return 0, 0, errors.New("/proc/PID/status has no VmHWM or VmRSS (a kernel thread, or a process that has exited?)")

@@ -3,6 +3,7 @@ package playback
 import (
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/pmp4"
@@ -73,9 +74,8 @@ func NewClip(frags []*Fragment, places []Placement) (*ClipFile, error) {
 	}
 	c := &ClipFile{}
 	p := &c.p
-	var videoStart int64 // track 1's first presentation time, ns since 1970
-	starts := make([]time.Duration, len(first))
-	for ti, t := range first {
+	var starts []time.Duration // of each track in p.Tracks: its first presentation time
+	for _, t := range first {
 		track := &pmp4.Track{ID: int(t.Number), TimeScale: t.Timescale(), Codec: t.mp4Codec()}
 		var all []sampleTime
 		var payloads [][]byte
@@ -93,9 +93,18 @@ func NewClip(frags []*Fragment, places []Placement) (*ClipFile, error) {
 		}
 		// One clock through the whole clip: a sample lasts until the next
 		// one is decoded (a gap between fragments becomes a long last
-		// frame); decoding times never go back.
-		pos := all[0].DTS
+		// frame); decoding times never go back. The first frame shown is
+		// at the track's media time 0: the frames decoded before it are
+		// given negative composition offsets (ctts version 1) rather than
+		// an edit that skips them, so that an edit can still start the
+		// track after the others (ffmpeg shows a skip edit's first frame at
+		// 0 whatever the edit says).
 		minPTS := all[0].PTS
+		for _, a := range all {
+			minPTS = min(minPTS, a.PTS)
+		}
+		lead := minPTS - all[0].DTS
+		pos := all[0].DTS
 		for i := range all {
 			next := pos + int64(all[i].Duration)
 			if i+1 < len(all) {
@@ -104,27 +113,27 @@ func NewClip(frags []*Fragment, places []Placement) (*ClipFile, error) {
 			payload := payloads[i]
 			track.Samples = append(track.Samples, &pmp4.Sample{
 				Duration:        uint32(next - pos),
-				PTSOffset:       int32(all[i].PTS - pos),
+				PTSOffset:       int32(all[i].PTS - lead - pos),
 				IsNonSyncSample: !sync[i],
 				PayloadSize:     uint32(len(payload)),
 				GetPayload:      func() ([]byte, error) { return payload, nil },
 			})
-			minPTS = min(minPTS, all[i].PTS)
 			pos = next
 		}
-		// Present from the first frame: skip the decoding lead-in.
-		track.TimeOffset = -int32(minPTS - all[0].DTS)
-		starts[ti] = time.Duration(rescale(minPTS, int64(t.Timescale()), int64(time.Second)))
-		if ti == 0 {
-			videoStart = int64(starts[ti])
-		}
+		starts = append(starts, time.Duration(rescale(minPTS, int64(t.Timescale()), int64(time.Second))))
 		p.Tracks = append(p.Tracks, track)
 	}
-	// Other tracks start where they start relative to track 1: later ones
-	// after a pause, earlier ones (an encoder's audio priming) cut.
-	// (pmp4: a positive offset is a pause, a negative one skips media.)
-	for ti := 1; ti < len(p.Tracks); ti++ {
-		p.Tracks[ti].TimeOffset = int32(rescale(int64(starts[ti])-videoStart, int64(time.Second), int64(p.Tracks[ti].TimeScale)))
+	if len(p.Tracks) == 0 {
+		return nil, ErrNoFragments
+	}
+	// The clip starts where its earliest track does, as the stream holds it
+	// (audio before the first picture, such as an encoder's priming frame,
+	// is kept, as players play it from a Matroska file or HLS); a track
+	// that starts later does so after a pause (pmp4: a positive offset is
+	// an empty edit).
+	clipStart := slices.Min(starts)
+	for i, track := range p.Tracks {
+		track.TimeOffset = int32(rescale(int64(starts[i]-clipStart), int64(time.Second), int64(track.TimeScale)))
 	}
 	return c, nil
 }

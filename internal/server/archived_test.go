@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/kvsgo/kvsgo/internal/mediatest"
+	"github.com/kvsgo/kvsgo/kvs"
+	"github.com/kvsgo/kvsgo/mkv"
 )
 
 type listed struct {
@@ -131,4 +133,45 @@ func numbers(l listed) []string {
 		n = append(n, f.FragmentNumber)
 	}
 	return n
+}
+
+// TestFragmentLengthWithBFrames: a fragment lasts from its first picture
+// to the end of its last, one frame interval after the latest presentation
+// time, also when frames arrive in decoding order (B-frames: the second
+// frame decoded is shown three frames later). Its length is what players
+// are told a segment lasts; longer, and they leave gaps between segments.
+func TestFragmentLengthWithBFrames(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t)
+	ts.createStream(t, "bframes", 24)
+	// Two GOPs of 30 frames 33 ms apart, each I P B B P B B …, in decoding
+	// order: presentation times 0, 3, 1, 2, 6, 4, 5, … frames.
+	base := int64(1_800_000_000_000)
+	var times []int64
+	keys := map[int64]bool{}
+	for g := range int64(3) {
+		start := base + g*990
+		keys[start] = true
+		order := []int64{0}
+		for p := int64(3); p < 30; p += 3 {
+			order = append(order, p, p-2, p-1)
+		}
+		order = append(order, 28, 29)
+		for _, k := range order {
+			times = append(times, start+k*33)
+		}
+	}
+	acks, code := putMedia(t, ts.URL, "bframes", bytes.NewReader(body(t, []mkv.Track{videoTrack(1)}, times, keys)), "ABSOLUTE")
+	if code != 200 || countAcks(acks)[kvs.AckPersisted] != 3 {
+		t.Fatalf("putMedia: %d %v", code, countAcks(acks))
+	}
+	var l listed
+	if code, _ := ts.call(t, "/listFragments", map[string]any{"StreamName": "bframes"}, &l); code != 200 || len(l.Fragments) != 3 {
+		t.Fatalf("listFragments: %d %+v", code, l)
+	}
+	for _, f := range l.Fragments {
+		if f.FragmentLengthInMilliseconds != 990 {
+			t.Fatalf("fragment %s lasts %d ms; 30 frames 33 ms apart last 990 ms", f.FragmentNumber, f.FragmentLengthInMilliseconds)
+		}
+	}
 }

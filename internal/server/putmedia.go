@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -269,8 +270,9 @@ type fragmentState struct {
 	serverMS   int64
 	producerMS int64
 	maxBlockTC int64
-	firstGap   int64
 	blocks     int
+	// videoTCs are the fragment's video timecodes, in decoding order.
+	videoTCs []int64
 }
 
 func newIngest(s *Server, st store.Stream, relative bool, startMS int64, acksOn bool, log *slog.Logger) *ingest {
@@ -517,7 +519,7 @@ func (in *ingest) startFragment(ev *mkv.Event) (string, bool) {
 	}
 	tcMS := ev.Timecode * in.scale / 1e6
 	in.frag = fragmentState{seq: in.s.store.ReserveFragment(), start: start, written: start, timecode: ev.Timecode,
-		serverMS: now.UnixMilli(), producerMS: tcMS, maxBlockTC: ev.Timecode}
+		serverMS: now.UnixMilli(), producerMS: tcMS, maxBlockTC: ev.Timecode, videoTCs: in.frag.videoTCs[:0]}
 	if in.relative {
 		in.frag.producerMS = in.startMS + tcMS
 	}
@@ -552,11 +554,9 @@ func (in *ingest) block(ev *mkv.Event) (string, bool) {
 		return in.fail(kvs.ErrIDFragmentSizeReached, fmt.Errorf("fragment of %d bytes (at most %d)", size, in.s.cfg.MaxFragmentSize)), true
 	}
 	if isVideo {
-		if f.blocks == 1 && ev.Timecode > f.timecode {
-			f.firstGap = ev.Timecode - f.timecode
-		}
 		f.blocks++
 		f.maxBlockTC = max(f.maxBlockTC, ev.Timecode)
+		f.videoTCs = append(f.videoTCs, ev.Timecode)
 	}
 	return "", false
 }
@@ -572,9 +572,9 @@ func (in *ingest) endFragment(end int64) (string, bool) {
 	in.inFragment = false
 	in.gap = end
 	in.lastTC, in.haveLastTC = f.timecode, true
-	// The fragment lasts until its last frame ends; a frame lasts about as
-	// long as the gap between the first two.
-	durationMS := ((f.maxBlockTC - f.timecode) + f.firstGap) * in.scale / 1e6
+	// The fragment lasts until its last frame ends: its latest
+	// presentation time and one frame interval.
+	durationMS := ((f.maxBlockTC - f.timecode) + frameInterval(f.videoTCs)) * in.scale / 1e6
 	fw := in.fw
 	in.fw = nil
 	stored, dup, err := fw.Commit(store.FragmentMeta{Seq: f.seq, ProducerMS: f.producerMS, ServerMS: f.serverMS,
@@ -597,4 +597,23 @@ func (in *ingest) endFragment(end int64) (string, bool) {
 		in.log.Info("fragment stored", "fragment", stored.Number(), "timecode", f.timecode, "bytes", stored.BodyLen, "duration_ms", durationMS)
 	}
 	return "", false
+}
+
+// frameInterval is the median step between a fragment's distinct video
+// presentation times, sorted: the frame interval, whatever the decoding
+// order (with B-frames the second frame decoded is shown several frames
+// later) and robust to a dropped frame; 0 for a single frame. It sorts tcs.
+func frameInterval(tcs []int64) int64 {
+	slices.Sort(tcs)
+	var steps []int64
+	for i := 1; i < len(tcs); i++ {
+		if d := tcs[i] - tcs[i-1]; d > 0 {
+			steps = append(steps, d)
+		}
+	}
+	if len(steps) == 0 {
+		return 0
+	}
+	slices.Sort(steps)
+	return steps[len(steps)/2]
 }

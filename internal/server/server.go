@@ -56,6 +56,8 @@ type Config struct {
 	// IngestBuffer is the memory a PutMedia session reads through: the
 	// fragment is written to disk as it fills, 32 KiB.
 	IngestBuffer int
+	// UI configures the web page at / (ui.go).
+	UI UIConfig
 }
 
 func (c *Config) defaults() {
@@ -161,6 +163,7 @@ func New(cfg Config) *Server {
 	s.mux.Handle("GET /dash/v1/{resource}", s.playbackResource(playback.KindDASH))
 	s.mux.Handle("GET /metrics", s.metrics.handler())
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	s.registerUI()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errorf(http.StatusNotFound, "UnknownOperationException", "kvsgo serve has no operation %s %s", r.Method, r.URL.Path))
 	})

@@ -59,7 +59,7 @@ func (a *AnnexB) Run(ctx context.Context, sink Sink) error {
 				return fmt.Errorf("the input ended before any %s picture with its parameter sets (SPS/PPS) arrived: is it %s Annex-B?", a.Codec, a.Codec)
 			}
 			if !sentFirst {
-				reportDrop(sink, log, 1, skipped, "the pictures: the input ended before a key frame")
+				reportDrop(sink, log, 1, skipped, LossBeforeKeyFrame, "the pictures: the input ended before a key frame")
 			}
 			return nil
 		}
@@ -109,7 +109,7 @@ func (a *AnnexB) Run(ctx context.Context, sink Sink) error {
 		}
 		if !sentFirst {
 			sentFirst = true
-			reportDrop(sink, log, 1, skipped, "the pictures before the first key frame (a decoder needs one to start)")
+			reportDrop(sink, log, 1, skipped, LossBeforeKeyFrame, "the pictures before the first key frame (a decoder needs one to start)")
 		}
 		var dts time.Duration
 		if frame > 0 {

@@ -1,11 +1,13 @@
 package source
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/kvsgo/kvsgo/media"
@@ -14,7 +16,10 @@ import (
 
 // Matroska reads Matroska or WebM: a file, `ffmpeg … -f matroska -`, or
 // `gst-launch-1.0 … ! matroskamux streamable=true ! fdsink`. H.264, H.265
-// and AAC tracks are kept, others dropped.
+// and AAC tracks are kept, others dropped; audio alone is fine. Laced
+// blocks (mkvmerge puts several AAC frames in one) give each frame its own
+// time. A new header in the middle (`cat a.mkv b.mkv`) whose tracks or
+// codec private data differ starts the sink again with the new tracks.
 type Matroska struct {
 	R      io.Reader
 	Pace   bool
@@ -26,11 +31,12 @@ type Matroska struct {
 func (m *Matroska) Run(ctx context.Context, sink Sink) error {
 	now, log := defaults(m.Now, m.Logger)
 	d := mkv.NewDemuxer(m.R)
-	pace := &pacer{enabled: m.Pace, now: now}
+	pace := &pacer{enabled: m.Pace, now: now, log: log}
 	var (
 		started bool
 		scale   time.Duration
-		keep    map[uint64]uint8 // Matroska track → kvsgo track number
+		tracks  []media.Track
+		keep    map[uint64]kept // Matroska track → kvsgo track
 	)
 	for {
 		if err := ctx.Err(); err != nil {
@@ -48,24 +54,27 @@ func (m *Matroska) Run(ctx context.Context, sink Sink) error {
 		}
 		switch ev.Type {
 		case mkv.EventHeader:
-			if started {
-				continue // a concatenated stream (GetMedia output): same tracks
-			}
 			scale = time.Duration(ev.Header.TimecodeScale)
 			if scale == 0 {
 				scale = time.Millisecond
 			}
-			tracks, k := convertTracks(ev.Header.Tracks, log)
-			if len(tracks) == 0 {
+			next, k := convertTracks(ev.Header.Tracks, log)
+			if len(next) == 0 {
 				return errors.New("the Matroska input has no H.264, H.265 or AAC track")
 			}
 			keep = k
-			if err := sink.Start(tracks); err != nil {
+			if started && slices.EqualFunc(tracks, next, sameMediaTrack) {
+				continue // a concatenated stream (GetMedia output): same tracks
+			}
+			if started {
+				log.Info("a new Matroska header with different tracks: the stream goes on with them")
+			}
+			if err := sink.Start(next); err != nil {
 				return err
 			}
-			started = true
+			tracks, started = next, true
 		case mkv.EventBlock:
-			n, ok := keep[ev.Block.Track]
+			k, ok := keep[ev.Block.Track]
 			if !ok {
 				continue
 			}
@@ -73,8 +82,12 @@ func (m *Matroska) Run(ctx context.Context, sink Sink) error {
 			if err := pace.wait(ctx, ts); err != nil {
 				return err
 			}
-			for _, data := range ev.Block.Frames {
-				if err := sink.Frame(media.Frame{Track: n, PTS: ts, DTS: ts, Key: ev.Key, Data: data}); err != nil {
+			if len(ev.Block.Frames) > 1 && k.frame == 0 {
+				log.Warn("laced frames without a known duration share their block's time", "track", ev.Block.Track)
+			}
+			for i, data := range ev.Block.Frames {
+				at := ts + time.Duration(i)*k.frame
+				if err := sink.Frame(media.Frame{Track: k.number, PTS: at, DTS: at, Key: ev.Key, Data: data}); err != nil {
 					return err
 				}
 			}
@@ -82,9 +95,34 @@ func (m *Matroska) Run(ctx context.Context, sink Sink) error {
 	}
 }
 
-func convertTracks(in []mkv.Track, log *slog.Logger) ([]media.Track, map[uint64]uint8) {
+// kept is a Matroska track that is passed on: its number for the sink and
+// how far apart the frames of a laced block are.
+type kept struct {
+	number uint8
+	frame  time.Duration
+}
+
+// sameMediaTrack reports whether a track is unchanged.
+func sameMediaTrack(a, b media.Track) bool {
+	return a.Number == b.Number && a.Kind == b.Kind && a.CodecID == b.CodecID && bytes.Equal(a.CodecPrivate, b.CodecPrivate) &&
+		a.Width == b.Width && a.Height == b.Height && a.SampleRate == b.SampleRate && a.Channels == b.Channels
+}
+
+// frameDuration is the time between the frames of a laced block: the
+// track's DefaultDuration, or for AAC 1024 samples at the sampling rate.
+func frameDuration(t mkv.Track) time.Duration {
+	switch {
+	case t.DefaultDuration > 0:
+		return time.Duration(t.DefaultDuration)
+	case t.CodecID == media.CodecAAC && t.SamplingFrequency > 0:
+		return time.Duration(1024 * float64(time.Second) / t.SamplingFrequency)
+	}
+	return 0
+}
+
+func convertTracks(in []mkv.Track, log *slog.Logger) ([]media.Track, map[uint64]kept) {
 	var out []media.Track
-	keep := map[uint64]uint8{}
+	keep := map[uint64]kept{}
 	hasVideo, hasAudio := false, false
 	for _, t := range in {
 		mt := media.Track{Number: uint8(len(out) + 1), CodecID: t.CodecID, CodecPrivate: t.CodecPrivate, Name: t.Name}
@@ -102,7 +140,7 @@ func convertTracks(in []mkv.Track, log *slog.Logger) ([]media.Track, map[uint64]
 			log.Warn("dropping a track Kinesis Video Streams players cannot use", "codec", t.CodecID, "track", t.Number)
 			continue
 		}
-		keep[t.Number] = mt.Number
+		keep[t.Number] = kept{number: mt.Number, frame: frameDuration(t)}
 		out = append(out, mt)
 	}
 	// Video first: track 1 is what the service's players expect.
@@ -110,7 +148,8 @@ func convertTracks(in []mkv.Track, log *slog.Logger) ([]media.Track, map[uint64]
 		out[0], out[1] = out[1], out[0]
 		out[0].Number, out[1].Number = 1, 2
 		for k, v := range keep {
-			keep[k] = 3 - v
+			v.number = 3 - v.number
+			keep[k] = v
 		}
 	}
 	return out, keep

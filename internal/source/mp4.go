@@ -16,7 +16,8 @@ import (
 )
 
 // MP4 reads a (progressive) MP4 file with H.264 or H.265 video and
-// optionally AAC audio, through its edit lists, as players show it. It
+// optionally AAC audio, or AAC audio alone, through its edit lists, as
+// players show it. It
 // reads the index, then one sample at a time: memory does not grow with
 // the file.
 type MP4 struct {
@@ -84,15 +85,17 @@ func (m *MP4) Run(ctx context.Context, sink Sink) error {
 			log.Warn("dropping an MP4 track Kinesis Video Streams players cannot use", "track", t.id, "codec", printable(t.entry.format))
 		}
 	}
-	if vtrack == nil {
-		return errors.New("the MP4 file has no H.264 or H.265 video")
+	if vtrack == nil && atrack == nil {
+		return errors.New("the MP4 file has no H.264, H.265 or AAC track")
 	}
-	vt, cfg, err := mp4VideoTrack(vtrack, vcodec, ra, size)
-	if err != nil {
-		return err
+	if vtrack != nil {
+		vt, cfg, err := mp4VideoTrack(vtrack, vcodec, ra, size)
+		if err != nil {
+			return err
+		}
+		vconfig = cfg
+		tracks = append(tracks, vt)
 	}
-	vconfig = cfg
-	tracks = append(tracks, vt)
 	for _, t := range []*mp4Track{vtrack, atrack} {
 		if t == nil {
 			continue
@@ -110,7 +113,7 @@ func (m *MP4) Run(ctx context.Context, sink Sink) error {
 		readers = append(readers, newMP4Reader(uint8(len(readers)+1), t == vtrack, t, segs))
 	}
 	if atrack != nil {
-		tracks = append(tracks, media.Track{Number: 2, Kind: media.KindAudio, CodecID: media.CodecAAC, CodecPrivate: atrack.entry.config,
+		tracks = append(tracks, media.Track{Number: uint8(len(tracks) + 1), Kind: media.KindAudio, CodecID: media.CodecAAC, CodecPrivate: atrack.entry.config,
 			SampleRate: float64(acfg.SampleRate), Channels: aacChannels(acfg.ChannelConfig)})
 	}
 	return m.send(ctx, sink, log, now, ra, size, tracks, readers, vcodec, vconfig.LengthSize)
@@ -122,17 +125,6 @@ func isMP4Video(format string) bool {
 		return true
 	}
 	return false
-}
-
-// order places a sample among the other track's: by decoding time, but a
-// video key frame by its presentation time, so that the sound before it
-// (in time) comes before it too, and ends the fragment before (as kvssink
-// orders tracks, by presentation time).
-func (o mp4Out) order() time.Duration {
-	if o.key && o.track == 1 {
-		return o.pts
-	}
-	return o.dts
 }
 
 // isAAC tells MPEG-4 audio and MPEG-2 AAC (main, LC, SSR) object types.
@@ -153,28 +145,31 @@ func (m *MP4) send(ctx context.Context, sink Sink, log *slog.Logger, now func() 
 	}
 	v := readers[0]
 	if !live[0] {
-		return errors.New("the MP4 file has no video frame to send: its video track is empty, or its edit list shows none of it")
+		what := "video"
+		if !v.video {
+			what = "audio"
+		}
+		return fmt.Errorf("the MP4 file has no %s frame to send: its %s track is empty, or its edit list shows none of it", what, what)
 	}
 	if v.hidden > 0 {
 		log.Info("not sending the frames the MP4's edit list hides (the pre-roll before a cut, as players do)", "frames", v.hidden)
 	}
-	reportDrop(sink, log, 1, v.lost, "the video frames shown between the MP4 edit's start and the next key frame: they need the hidden frames before the cut to decode, and Kinesis Video Streams cannot carry frames that are decoded but not shown; cut at a key frame, or re-encode, to keep them",
-		"from", v.lostFrom, "to", v.lostTo)
+	if v.video {
+		reportDrop(sink, log, 1, v.lost, LossUndecodable, "the video frames shown between the MP4 edit's start and the next key frame: they need the hidden frames before the cut to decode, and Kinesis Video Streams cannot carry frames that are decoded but not shown; cut at a key frame, or re-encode, to keep them",
+			"from", v.lostFrom, "to", v.lostTo)
+	}
 	if err := sink.Start(tracks); err != nil {
 		return err
 	}
 	var (
-		firstVideo = heads[0].pts
-		early      int // audio before the first video frame
-		sentAudio  bool
-		pace       = &pacer{enabled: m.Pace, now: now, log: log, sleep: m.sleep}
-		buf, conv  []byte
-		nalus      [][]byte
+		pace      = &pacer{enabled: m.Pace, now: now, log: log, sleep: m.sleep}
+		buf, conv []byte
+		nalus     [][]byte
 	)
 	for {
 		i := -1
 		for j := range readers {
-			if live[j] && (i < 0 || heads[j].order() < heads[i].order()) {
+			if live[j] && (i < 0 || heads[j].dts < heads[i].dts) {
 				i = j
 			}
 		}
@@ -185,18 +180,6 @@ func (m *MP4) send(ctx context.Context, sink Sink, log *slog.Logger, now func() 
 		var err error
 		if heads[i], live[i], err = readers[i].next(); err != nil {
 			return err
-		}
-		if !readers[i].video {
-			if o.pts < firstVideo {
-				// A stream starts at a video key frame; Kinesis Video
-				// Streams has nowhere to put sound before it.
-				early++
-				continue
-			}
-			if !sentAudio {
-				sentAudio = true
-				reportDrop(sink, log, o.track, early, "the audio before the first video frame: a stream starts at a video key frame")
-			}
 		}
 		if o.size > maxSample {
 			return fmt.Errorf("%w: a sample of %d MB", errMP4, o.size>>20)
@@ -225,9 +208,6 @@ func (m *MP4) send(ctx context.Context, sink Sink, log *slog.Logger, now func() 
 		if err := sink.Frame(media.Frame{Track: o.track, PTS: o.pts, DTS: o.dts, Key: o.key, Data: data}); err != nil {
 			return err
 		}
-	}
-	if !sentAudio && len(readers) > 1 {
-		reportDrop(sink, log, 2, early, "the audio before the first video frame: a stream starts at a video key frame")
 	}
 	return nil
 }

@@ -138,8 +138,9 @@ func gstPackets(t *testing.T, path string) []shownPacket {
 
 // wantFromPlayer is what kvsgo must send of what a player shows: video
 // from the first key frame it shows on (the frames shown before it need
-// hidden ones to decode), and the audio shown from that frame's time on.
-// lost counts the video frames shown before that key frame.
+// hidden ones to decode), and all the audio it plays (the producer puts the
+// audio before that key frame at the start of the first fragment). lost
+// counts the video frames shown before that key frame.
 func wantFromPlayer(pkts []shownPacket) (video, audio []shownPacket, lost int) {
 	var first *shownPacket
 	for i, p := range pkts {
@@ -155,7 +156,7 @@ func wantFromPlayer(pkts []shownPacket) (video, audio []shownPacket, lost int) {
 			video = append(video, p)
 		case p.video:
 			lost++
-		case p.pts >= first.pts:
+		default:
 			audio = append(audio, p)
 		}
 	}
@@ -213,14 +214,13 @@ func compareWithPlayer(t *testing.T, oracle string, got *collect, pkts []shownPa
 // cannot be decoded without the hidden pre-roll, are reported lost.
 func TestMP4EditListsAsPlayersShow(t *testing.T) {
 	for _, c := range []struct {
-		fixture    string
-		lost       int // shown frames before the first key frame shown
-		hiddenPre  bool
-		earlyAudio bool
+		fixture   string
+		lost      int // shown frames before the first key frame shown
+		hiddenPre bool
 	}{
-		{"h264-aac.mp4", 0, false, false},
-		{"cut-h264-aac.mp4", 5, true, true},
-		{"cut-bframes-aac.mp4", 5, true, true},
+		{"h264-aac.mp4", 0, false},
+		{"cut-h264-aac.mp4", 5, true},
+		{"cut-bframes-aac.mp4", 5, true},
 	} {
 		t.Run(c.fixture, func(t *testing.T) {
 			path := mediatest.Fixture(t, c.fixture)
@@ -237,16 +237,20 @@ func TestMP4EditListsAsPlayersShow(t *testing.T) {
 			}
 			compareWithPlayer(t, "ffprobe", &got, ffprobePackets(t, path), false)
 			compareWithPlayer(t, "GStreamer", &got, gstPackets(t, path), true)
-			if got.drops[1] != c.lost {
-				t.Fatalf("%d video frames reported lost, want %d", got.drops[1], c.lost)
+			if got.drops[1] != c.lost || got.why[LossUndecodable] != c.lost {
+				t.Fatalf("%d video frames reported lost (%v), want %d undecodable", got.drops[1], got.why, c.lost)
 			}
 			l := logs.String()
-			if c.hiddenPre != strings.Contains(l, "edit list hides") || (c.lost > 0) != strings.Contains(l, "next key frame") ||
-				c.earlyAudio != strings.Contains(l, "audio before the first video frame") {
+			if c.hiddenPre != strings.Contains(l, "edit list hides") || (c.lost > 0) != strings.Contains(l, "next key frame") {
 				t.Fatalf("the log does not say what was left out:\n%s", l)
 			}
-			if !got.frames[0].Key || got.frames[0].Track != 1 {
-				t.Fatal("the stream does not start with a video key frame")
+			for _, f := range got.frames {
+				if f.Track == 1 {
+					if !f.Key {
+						t.Fatal("the video does not start with a key frame")
+					}
+					break
+				}
 			}
 		})
 	}
@@ -372,8 +376,10 @@ func TestMP4ClearErrors(t *testing.T) {
 // TestMP4BuiltEdgeCases: files no encoder here makes, from the test
 // writer: 2-byte NAL lengths (handed on as 4-byte ones), no sync sample
 // table (every sample is one), the index after the samples, an empty edit
-// that starts the video 0.5 s late (the audio before it is not sent, and
-// said so), and an audio edit that hides its first frame.
+// that starts the video 0.5 s late (the audio before it is sent, in
+// decoding order before the video: the producer decides what of it fits
+// before the first key frame), and an audio edit that hides its first
+// frame.
 func TestMP4BuiltEdgeCases(t *testing.T) {
 	_, params := fixtureAUs(t, 1)
 	avcC, err := params.CodecPrivate()
@@ -397,8 +403,14 @@ func TestMP4BuiltEdgeCases(t *testing.T) {
 	if err := m.Run(context.Background(), &got); err != nil {
 		t.Fatal(err)
 	}
-	if got.count(1) != 10 || got.frames[0].PTS != 500*time.Millisecond || !got.frames[0].Key {
-		t.Fatalf("%d video frames, the first at %v", got.count(1), got.frames[0].PTS)
+	var video []media.Frame
+	for _, f := range got.frames {
+		if f.Track == 1 {
+			video = append(video, f)
+		}
+	}
+	if len(video) != 10 || video[0].PTS != 500*time.Millisecond || !video[0].Key {
+		t.Fatalf("%d video frames, the first at %v", len(video), video[0].PTS)
 	}
 	var audio []media.Frame
 	for _, f := range got.frames {
@@ -410,17 +422,25 @@ func TestMP4BuiltEdgeCases(t *testing.T) {
 			audio = append(audio, f)
 		}
 	}
-	// Audio frame i (after the hidden one) plays at (i-1)*1024/48000 s;
-	// those before 0.5 s are not sent.
-	early := 0
-	for i := 1; i < 40; i++ {
-		if time.Duration(i-1)*1024*time.Second/48000 < 500*time.Millisecond {
-			early++
+	// Audio frame i (after the hidden one) plays at (i-1)*1024/48000 s,
+	// and goes before the video frames that come later.
+	if len(audio) != 39 || len(got.drops) != 0 || got.frames[0].Track != 2 {
+		t.Fatalf("%d audio frames, %v reported lost (want 39 and none), the first frame of track %d\n%s", len(audio), got.drops, got.frames[0].Track, logs.String())
+	}
+	for i, f := range audio {
+		if f.Data[1] != byte(i+1) || f.PTS != time.Duration(i)*1024*time.Second/48000 {
+			t.Fatalf("audio frame %d is sample %d at %v", i, f.Data[1], f.PTS)
 		}
 	}
-	if len(audio) != 39-early || got.drops[2] != early || audio[0].Data[1] != byte(1+early) ||
-		!strings.Contains(logs.String(), "audio before the first video frame") {
-		t.Fatalf("%d audio frames, %d reported lost (want %d and %d); the first is frame %d\n%s", len(audio), got.drops[2], 39-early, early, audio[0].Data[1], logs.String())
+	var before int
+	for _, f := range got.frames {
+		if f.Track == 1 {
+			break
+		}
+		before++
+	}
+	if before != 24 { // 0 to 0.490 s
+		t.Fatalf("%d audio frames before the first video frame, want the 24 before 0.5 s", before)
 	}
 }
 

@@ -16,7 +16,7 @@ import (
 )
 
 // MPEGTS reads an MPEG transport stream with H.264 or H.265 video and
-// optionally AAC audio.
+// optionally AAC audio, or AAC audio alone.
 type MPEGTS struct {
 	R      io.Reader
 	Pace   bool
@@ -24,6 +24,10 @@ type MPEGTS struct {
 	Logger *slog.Logger
 	sleep  func(context.Context, time.Duration) error // the pacer's, in tests
 }
+
+// maxEarlyAudio bounds the audio kept while waiting for the first video
+// key frame: 5 s of 48 kHz AAC, far more than any muxer sends ahead.
+const maxEarlyAudio = 256
 
 func ticks90k(t int64) time.Duration { return time.Duration(t) * time.Second / 90000 }
 
@@ -41,7 +45,7 @@ func (m *MPEGTS) Run(ctx context.Context, sink Sink) error {
 			log.Warn("MPEG-TS packets are missing (the continuity counter skips): the frame they belong to is lost", "pid", pid, "losses", losses)
 		}
 		if d, ok := sink.(DropSink); ok && pids[pid] != 0 {
-			d.Drop(pids[pid], 1, "MPEG-TS packets missing")
+			d.Drop(pids[pid], 1, LossDamaged)
 		}
 	})
 	r := &mpegts.Reader{R: joined}
@@ -79,12 +83,17 @@ func (m *MPEGTS) Run(ctx context.Context, sink Sink) error {
 			log.Warn("dropping an MPEG-TS track Kinesis Video Streams players cannot use", "pid", t.PID)
 		}
 	}
-	if video == nil {
-		return errors.New("the MPEG-TS input has no H.264 or H.265 video")
+	if video == nil && audio == nil {
+		return errors.New("the MPEG-TS input has no H.264, H.265 or AAC track")
 	}
-	pids[video.PID] = 1
+	audioTrack := uint8(2)
+	if video == nil {
+		audioTrack = 1
+	} else {
+		pids[video.PID] = 1
+	}
 	if audio != nil {
-		pids[audio.PID] = 2
+		pids[audio.PID] = audioTrack
 	}
 	params := &codec.Params{Codec: vcodec}
 	pace := &pacer{enabled: m.Pace, now: now, log: log, sleep: m.sleep}
@@ -93,8 +102,13 @@ func (m *MPEGTS) Run(ctx context.Context, sink Sink) error {
 	started, sawKey := false, false
 	var (
 		buf                   []byte
-		beforeKey, audioEarly int // frames before the first video key frame
-		decodeErrors          int
+		beforeKey, audioEarly int // frames before the first video key frame, not handed on
+		// early holds the audio that comes before the first video key
+		// frame (a muxer sends audio ahead of video; a stream joined in
+		// the middle of a GOP): it is handed on with that key frame, and
+		// the producer keeps what belongs with it by time.
+		early        []media.Frame
+		decodeErrors int
 	)
 	r.OnDecodeError(func(err error) {
 		// Data the demuxer could not make into frames is lost: say so,
@@ -104,6 +118,14 @@ func (m *MPEGTS) Run(ctx context.Context, sink Sink) error {
 			log.Warn("MPEG-TS: skipping data that cannot be read", "err", err, "errors", decodeErrors)
 		}
 	})
+	if video == nil {
+		// Audio alone: no parameter sets or key frame to wait for.
+		if err := sink.Start([]media.Track{{Number: 1, Kind: media.KindAudio, CodecID: media.CodecAAC,
+			CodecPrivate: audioConf, SampleRate: float64(rate), Channels: channels}}); err != nil {
+			return err
+		}
+		started, sawKey = true, true
+	}
 	onVideo := func(pts, dts int64, au [][]byte) error {
 		pts, dts = td.Decode(pts), td.Decode(dts)
 		if _, err := params.Update(au); err != nil {
@@ -141,10 +163,16 @@ func (m *MPEGTS) Run(ctx context.Context, sink Sink) error {
 		}
 		if !sawKey {
 			sawKey = true
-			reportDrop(sink, log, 1, beforeKey, "the video before the first key frame (a decoder needs one to start)")
+			reportDrop(sink, log, 1, beforeKey, LossBeforeKeyFrame, "the video before the first key frame (a decoder needs one to start)")
 			if audio != nil {
-				reportDrop(sink, log, 2, audioEarly, "the audio before the first video key frame: a stream starts at one")
+				reportDrop(sink, log, 2, audioEarly, LossBeforeKeyFrame, "the audio long before the first video key frame: a stream starts at one")
 			}
+			for _, f := range early {
+				if err := sink.Frame(f); err != nil {
+					return err
+				}
+			}
+			early = nil
 		}
 		if err := pace.wait(ctx, ticks90k(dts)); err != nil {
 			return err
@@ -152,21 +180,32 @@ func (m *MPEGTS) Run(ctx context.Context, sink Sink) error {
 		buf = vcodec.AppendLengthPrefixed(buf[:0], au)
 		return sink.Frame(media.Frame{Track: 1, PTS: ticks90k(pts), DTS: ticks90k(dts), Key: key, Data: buf})
 	}
-	if vcodec == codec.H264 {
+	switch {
+	case video == nil:
+	case vcodec == codec.H264:
 		r.OnDataH264(video, onVideo)
-	} else {
+	default:
 		r.OnDataH265(video, onVideo)
 	}
 	if audio != nil {
 		r.OnDataMPEG4Audio(audio, func(pts int64, aus [][]byte) error {
 			pts = td.Decode(pts)
-			if !started || !sawKey {
-				audioEarly += len(aus)
-				return nil
-			}
 			for i, au := range aus {
 				ts := ticks90k(pts) + time.Duration(i)*1024*time.Second/time.Duration(rate)
-				if err := sink.Frame(media.Frame{Track: 2, PTS: ts, DTS: ts, Key: true, Data: au}); err != nil {
+				if !sawKey {
+					if len(early) == maxEarlyAudio {
+						early = append(early[:0], early[1:]...)
+						audioEarly++
+					}
+					early = append(early, media.Frame{Track: audioTrack, PTS: ts, DTS: ts, Key: true, Data: append([]byte(nil), au...)})
+					continue
+				}
+				if video == nil { // audio alone sets the pace
+					if err := pace.wait(ctx, ts); err != nil {
+						return err
+					}
+				}
+				if err := sink.Frame(media.Frame{Track: audioTrack, PTS: ts, DTS: ts, Key: true, Data: au}); err != nil {
 					return err
 				}
 			}
@@ -183,9 +222,9 @@ func (m *MPEGTS) Run(ctx context.Context, sink Sink) error {
 					return errors.New("the MPEG-TS input ended before the video's parameter sets (SPS/PPS)")
 				}
 				if !sawKey {
-					reportDrop(sink, log, 1, beforeKey, "the video: the input ended before a key frame")
+					reportDrop(sink, log, 1, beforeKey, LossBeforeKeyFrame, "the video: the input ended before a key frame")
 					if audio != nil {
-						reportDrop(sink, log, 2, audioEarly, "the audio: the input ended before a video key frame")
+						reportDrop(sink, log, 2, audioEarly+len(early), LossBeforeKeyFrame, "the audio: the input ended before a video key frame")
 					}
 				}
 				return nil

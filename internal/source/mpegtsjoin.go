@@ -27,6 +27,7 @@ type tsJoins struct {
 	done   int                   // packets checked up to here
 	last   map[uint16]*[188]byte // the last packet of each PID, renumbered
 	shift  map[uint16]uint8      // added to each PID's counters since its last join
+	err    error                 // the input's, returned once what was read is served
 }
 
 func newTSJoins(r io.Reader, onJoin, onLoss func(pid uint16)) *tsJoins {
@@ -34,7 +35,12 @@ func newTSJoins(r io.Reader, onJoin, onLoss func(pid uint16)) *tsJoins {
 }
 
 func (j *tsJoins) Read(p []byte) (int, error) {
-	if j.start == j.done {
+	// Until a whole packet is checked (a Read of 0 bytes and no error
+	// would make callers spin), or the input ends.
+	for j.start == j.done {
+		if j.err != nil {
+			return 0, j.err
+		}
 		// Keep a partial packet, refill, then check the whole ones.
 		n := copy(j.buf[:], j.buf[j.done:j.end])
 		j.start, j.done, j.end = 0, 0, n
@@ -44,12 +50,9 @@ func (j *tsJoins) Read(p []byte) (int, error) {
 			j.check(j.buf[j.done : j.done+188])
 			j.done += 188
 		}
-		if m == 0 && err != nil {
-			// The stream ends: hand over a trailing partial packet as is.
-			j.done = j.end
-			if j.start == j.end {
-				return 0, err
-			}
+		if err != nil {
+			// The stream ends: a trailing partial packet goes as is.
+			j.err, j.done = err, j.end
 		}
 	}
 	n := copy(p, j.buf[j.start:j.done])

@@ -92,6 +92,19 @@ func Label(spec string) string {
 	return spec
 }
 
+// Live reports whether a --source value is a live source: a camera or a
+// program kvsgo runs, which sends what it has from whenever kvsgo
+// (re)connects, so that the pictures before its first key frame are not
+// kvsgo's to keep.
+func Live(spec string) bool {
+	switch {
+	case spec == "rpicam", strings.HasPrefix(spec, "v4l2:"), strings.HasPrefix(spec, "gst:"), strings.HasPrefix(spec, "exec:"),
+		strings.HasPrefix(spec, "rtsp://"), strings.HasPrefix(spec, "rtsps://"):
+		return true
+	}
+	return false
+}
+
 // Sniff recognises the format of r from its first bytes.
 func Sniff(r io.Reader, pace bool, opts Options) (Source, error) {
 	br := bufio.NewReaderSize(r, 1<<16)

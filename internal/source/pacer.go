@@ -11,12 +11,15 @@ import (
 // would deliver it, and watches the source's timestamps for
 // discontinuities, whether it paces or not.
 //
-// A timestamp that jumps forward by more than a few frames' worth (a gap,
-// a clip made with -output_ts_offset) or backwards (a second clip after the
-// first: cat a.ts b.ts) is a discontinuity: the pacer does not sleep on
-// it, it re-anchors to the wall clock so that the frame is due one frame
-// after the previous one, and says so once. The timestamps themselves go on
-// unchanged; what to make of them is the sink's business.
+// A timestamp that jumps backwards by more than a few frames' worth (a
+// second clip after the first: cat a.ts b.ts), or forwards by more than
+// that and at least minForwardJump (a clip made with -output_ts_offset), is
+// a discontinuity: the pacer does not sleep on it, it re-anchors to the
+// wall clock so that the frame is due one frame after the previous one. The
+// timestamps themselves go on unchanged: what to make of them is the
+// sink's business, and the producer is the one that tells the user (once
+// per jump, with what it did to the stream); the pacer notes it at debug
+// level only.
 type pacer struct {
 	enabled bool
 	now     func() time.Time
@@ -41,6 +44,10 @@ const (
 	minDiscontinuity = 200 * time.Millisecond
 	// startDiscontinuity applies until the typical step is known.
 	startDiscontinuity = 2 * time.Second
+	// minForwardJump is the producer's DiscontinuityThreshold (1 s): a
+	// shorter gap stays in the stream, so it is waited for, as a camera's
+	// would be; not waiting would put the stream ahead of the clock.
+	minForwardJump = time.Second
 )
 
 // wait blocks until the frame with timestamp ts is due.
@@ -57,7 +64,7 @@ func (p *pacer) wait(ctx context.Context, ts time.Duration) error {
 	}
 	limit := p.limit()
 	switch d := ts - p.high; {
-	case d > limit || d < -limit:
+	case d > max(limit, minForwardJump) || d < -limit:
 		p.discontinuity(ts, d)
 	case d > 0:
 		p.steps[p.nsteps%len(p.steps)] = d
@@ -71,7 +78,7 @@ func (p *pacer) wait(ctx context.Context, ts time.Duration) error {
 	if d <= 0 {
 		return nil
 	}
-	if d > limit {
+	if d > max(limit, minForwardJump) {
 		// Only a clock that went back gets here (time.Now's monotonic
 		// reading does not): start over from now rather than wait for it.
 		p.start, p.first = p.now(), ts
@@ -125,9 +132,9 @@ func (p *pacer) discontinuity(ts, jump time.Duration) {
 	if p.log == nil || (p.events > 10 && p.events%100 != 0) {
 		return // a source that jumps at every frame would flood the log
 	}
-	msg := "the source's timestamps jump forward: sending on without waiting for the gap"
+	msg := "pacing: the source's timestamps jump forward; not waiting for the gap"
 	if jump < 0 {
-		msg, jump = "the source's timestamps jump back (a new clip?): sending on in real time", -jump
+		msg, jump = "pacing: the source's timestamps jump back; sending on in real time", -jump
 	}
-	p.log.Warn(msg, "jump", jump, "after", at, "discontinuities", p.events)
+	p.log.Debug(msg, "jump", jump, "after", at, "discontinuities", p.events)
 }

@@ -111,9 +111,11 @@ func (c *continuingSink) Frame(f media.Frame) error {
 	return nil
 }
 
+var _ DropSink = (*continuingSink)(nil)
+
 // Drop passes a run's losses on.
-func (c *continuingSink) Drop(track uint8, frames int, reason string) {
+func (c *continuingSink) Drop(track uint8, frames int, why Loss) {
 	if d, ok := c.inner.(DropSink); ok {
-		d.Drop(track, frames, reason)
+		d.Drop(track, frames, why)
 	}
 }

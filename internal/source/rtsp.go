@@ -199,7 +199,7 @@ func (v *videoPath) packet(pkt *rtp.Packet, pts int64, timed bool, sink Sink) er
 	}
 	if !v.keyed {
 		v.keyed = true
-		reportDrop(sink, v.log, 1, v.skipped, "the camera's pictures before its first key frame since connecting (a decoder needs one to start)")
+		reportDrop(sink, v.log, 1, v.skipped, LossBeforeKeyFrame, "the camera's pictures before its first key frame since connecting (a decoder needs one to start)")
 	}
 	dts, err := v.dts(au, pts)
 	if err != nil {

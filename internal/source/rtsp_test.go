@@ -122,7 +122,9 @@ type rtspSink struct {
 	dropped int
 }
 
-func (s *rtspSink) Drop(_ uint8, n int, _ string) {
+var _ DropSink = (*rtspSink)(nil)
+
+func (s *rtspSink) Drop(_ uint8, n int, _ Loss) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.dropped += n

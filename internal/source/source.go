@@ -14,29 +14,46 @@ import (
 
 // Sink receives a source's output: its tracks, then frames in decoding
 // order. Start comes again when the tracks or their codec private data
-// change (a supervised program restarted with other parameter sets).
+// change (a new Matroska header mid-stream, a supervised program restarted
+// with other parameter sets); frames after it belong to the new tracks.
 type Sink interface {
 	Start(tracks []media.Track) error
 	Frame(f media.Frame) error
 }
 
 // DropSink is a Sink that also counts the frames a source could not pass
-// on, with the reason (before the first key frame, undecodable after an MP4
-// edit, unreadable in the input). The source logs each loss either way.
+// on, and why. The source logs each loss either way.
 type DropSink interface {
 	Sink
-	Drop(track uint8, frames int, reason string)
+	Drop(track uint8, frames int, why Loss)
 }
+
+// Loss says why a source could not pass frames on.
+type Loss int
+
+const (
+	// LossBeforeKeyFrame: pictures before the first key frame of the input,
+	// or of a camera's connection, and the audio before it: a decoder needs
+	// a key frame to start, and a stream starts at one.
+	LossBeforeKeyFrame Loss = iota + 1
+	// LossUndecodable: pictures that need frames the input does not give
+	// (those an MP4 shows between an edit's start and the next key frame
+	// need the pre-roll the edit hides).
+	LossUndecodable
+	// LossDamaged: frames damaged or missing in the input (MPEG-TS packets
+	// lost on the way).
+	LossDamaged
+)
 
 // reportDrop logs frames a source loses and tells the sink, if it counts
 // them.
-func reportDrop(sink Sink, log *slog.Logger, track uint8, frames int, reason string, args ...any) {
+func reportDrop(sink Sink, log *slog.Logger, track uint8, frames int, why Loss, what string, args ...any) {
 	if frames <= 0 {
 		return
 	}
-	log.Warn("not sending "+reason, append([]any{"track", track, "frames", frames}, args...)...)
+	log.Warn("not sending "+what, append([]any{"track", track, "frames", frames}, args...)...)
 	if d, ok := sink.(DropSink); ok {
-		d.Drop(track, frames, reason)
+		d.Drop(track, frames, why)
 	}
 }
 

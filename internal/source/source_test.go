@@ -19,15 +19,21 @@ type collect struct {
 	frames []media.Frame
 	starts int
 	drops  map[uint8]int // frames reported lost, by track
+	why    map[Loss]int  // and by reason
 }
+
+// The sources find DropSink by a type assertion: a Drop that does not
+// match it would go unnoticed.
+var _ DropSink = (*collect)(nil)
 
 func (c *collect) Start(t []media.Track) error { c.tracks = t; c.starts++; return nil }
 
-func (c *collect) Drop(track uint8, n int, _ string) {
+func (c *collect) Drop(track uint8, n int, why Loss) {
 	if c.drops == nil {
-		c.drops = map[uint8]int{}
+		c.drops, c.why = map[uint8]int{}, map[Loss]int{}
 	}
 	c.drops[track] += n
+	c.why[why] += n
 }
 func (c *collect) Frame(f media.Frame) error {
 	f.Data = append([]byte(nil), f.Data...)
