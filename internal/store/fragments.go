@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -96,6 +97,7 @@ type streamState struct {
 	notify   chan struct{}
 	deleted  bool          // under notifyMu
 	gone     chan struct{} // closed when the stream is deleted
+	waiting  atomic.Int32  // readers in WaitAfter, past their last look
 
 	ingestMu  sync.Mutex
 	ingesting bool
@@ -469,6 +471,8 @@ func (s *Store) WaitAfter(ctx context.Context, id StreamID, afterSeq uint64) err
 	if latest > afterSeq {
 		return nil
 	}
+	st.waiting.Add(1)
+	defer st.waiting.Add(-1)
 	select {
 	case <-ch:
 		if st.isDeleted() {
