@@ -61,7 +61,13 @@ func startServe(t *testing.T, args ...string) *serveProc {
 
 func startServeAt(t *testing.T, listen string, args ...string) *serveProc {
 	t.Helper()
-	cmd := exec.Command(binary, append([]string{"serve", "--listen", listen}, args...)...)
+	return startServeCmd(t, exec.Command(binary, append([]string{"serve", "--listen", listen}, args...)...))
+}
+
+// startServeCmd runs cmd, which runs `kvsgo serve` (under strace, say),
+// and waits until it says where it listens.
+func startServeCmd(t *testing.T, cmd *exec.Cmd) *serveProc {
+	t.Helper()
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -53,7 +53,8 @@ type Event struct {
 	// the end of Tags, where the element ended.
 	Offset int64
 	// End is where the element ended (EventHeader: the end of Tracks;
-	// EventTags: the end of Tags; EventClusterEnd: same as Offset).
+	// EventTags: the end of Tags; EventClusterEnd: same as Offset;
+	// EventBlock: the end of the SimpleBlock or BlockGroup).
 	End int64
 	// Depth of the element: 1 for children of the Segment.
 	Depth  int
@@ -81,6 +82,12 @@ type demuxCtx struct {
 // and tags. It is the one Matroska parser kvsgo has; the server's ingest and
 // the Matroska source both use it.
 type Demuxer struct {
+	// BlockHeaders: blocks are reported from their headers alone (track,
+	// timecode, flags), with no Frames, and their payloads are skipped
+	// unread: for a caller that passes the bytes on rather than looks at
+	// them. Laced blocks are still read whole, to check their lacing.
+	BlockHeaders bool
+
 	r *Reader
 
 	open   []demuxCtx
@@ -95,6 +102,7 @@ type Demuxer struct {
 	groupData  []byte
 	groupRef   bool
 	groupBlock bool
+	groupHead  bool // groupData is the block's header only
 	tags       []SimpleTag
 	tagDepth   int // depth of the SimpleTags being collected
 	done       bool
@@ -103,6 +111,12 @@ type Demuxer struct {
 // NewDemuxer returns a Demuxer of r.
 func NewDemuxer(r io.Reader) *Demuxer {
 	return &Demuxer{r: NewReader(r)}
+}
+
+// NewDemuxerSource returns a Demuxer reading src without another buffer
+// (see NewReaderSource).
+func NewDemuxerSource(src Source) *Demuxer {
+	return &Demuxer{r: NewReaderSource(src)}
 }
 
 // Reader returns the underlying element reader, e.g. to set limits.
@@ -173,7 +187,10 @@ func (d *Demuxer) closeTo(depth int, at int64) error {
 					return err
 				}
 				d.frames = b.Frames
-				if err := d.emitBlock(b, !d.groupRef, c.start); err != nil {
+				if d.groupHead {
+					b.Frames = nil
+				}
+				if err := d.emitBlock(b, !d.groupRef, c.start, at); err != nil {
 					return err
 				}
 			}
@@ -191,12 +208,33 @@ func (d *Demuxer) push(e Element) {
 	d.open = append(d.open, demuxCtx{id: e.ID, depth: e.Depth, start: e.Offset})
 }
 
-func (d *Demuxer) emitBlock(b Block, key bool, offset int64) error {
+func (d *Demuxer) emitBlock(b Block, key bool, offset, end int64) error {
 	if !d.haveTC {
 		return fmt.Errorf("%w: block before the cluster's timecode at offset %d", ErrInvalid, offset)
 	}
-	d.emit(Event{Type: EventBlock, Offset: offset, Timecode: d.clusterTC + int64(b.Timecode), Block: b, Key: key})
+	d.emit(Event{Type: EventBlock, Offset: offset, End: end, Timecode: d.clusterTC + int64(b.Timecode), Block: b, Key: key})
 	return nil
+}
+
+// blockHeadSize is the most a block header takes: an 8-byte track number,
+// the timecode and the flags.
+const blockHeadSize = 8 + 2 + 1
+
+// blockData returns what ParseBlock needs of the current block: with
+// BlockHeaders, only its header when it is not laced (the payload is then
+// skipped unread), and whether that is all.
+func (d *Demuxer) blockData() (data []byte, head bool, err error) {
+	if d.BlockHeaders {
+		h, err := d.r.Head(blockHeadSize)
+		if err != nil {
+			return nil, false, err
+		}
+		if _, w, _, err := readVint(h); err == nil && len(h) >= w+3 && (h[w+2]>>1)&3 == 0 {
+			return h[:w+3], true, nil
+		}
+	}
+	data, err = d.r.Data()
+	return data, false, err
 }
 
 func (d *Demuxer) lastTrack() (*Track, error) {
@@ -220,7 +258,7 @@ func (d *Demuxer) handle(e Element) error {
 		case IDTags:
 			d.tags = nil
 		case IDBlockGroup:
-			d.groupRef, d.groupBlock = false, false
+			d.groupRef, d.groupBlock, d.groupHead = false, false, false
 		}
 	case IDCluster:
 		d.push(e)
@@ -260,7 +298,7 @@ func (d *Demuxer) handleCluster(e Element) error {
 		}
 		d.emit(Event{Type: EventCluster, Offset: start, Depth: e.Depth - 1, Timecode: d.clusterTC})
 	case e.ID == IDSimpleBlock && e.Parent == IDCluster:
-		data, err := d.r.Data()
+		data, head, err := d.blockData()
 		if err != nil {
 			return err
 		}
@@ -269,14 +307,17 @@ func (d *Demuxer) handleCluster(e Element) error {
 			return err
 		}
 		d.frames = b.Frames
-		return d.emitBlock(b, b.Key(), e.Offset)
+		if head {
+			b.Frames = nil
+		}
+		return d.emitBlock(b, b.Key(), e.Offset, e.DataOffset()+e.Size)
 	case e.ID == IDBlock && e.Parent == IDBlockGroup:
-		data, err := d.r.Data()
+		data, head, err := d.blockData()
 		if err != nil {
 			return err
 		}
 		d.groupData = append(d.groupData[:0], data...)
-		d.groupBlock = true
+		d.groupBlock, d.groupHead = true, head
 	case e.ID == IDReferenceBlock && e.Parent == IDBlockGroup:
 		d.groupRef = true
 	}

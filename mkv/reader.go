@@ -51,7 +51,7 @@ type Reader struct {
 	// DefaultMaxElementSize when zero.
 	MaxElementSize int64
 
-	br    *bufio.Reader
+	br    Source
 	off   int64
 	stack []openElement
 	cur   Element
@@ -63,6 +63,28 @@ type Reader struct {
 func NewReader(r io.Reader) *Reader {
 	return &Reader{br: bufio.NewReaderSize(r, 64<<10)}
 }
+
+// Source is what a Reader reads from: a reader that can look ahead a few
+// bytes. *bufio.Reader is one. A caller that must see the input bytes
+// themselves (a server writing them to disk as they arrive) gives its own,
+// so that they are buffered once.
+type Source interface {
+	io.Reader
+	// Peek returns the next n bytes without consuming them; fewer, with
+	// an error, at the end of the input. n is at most 12 (an element's ID
+	// and size), or what Head asks for.
+	Peek(n int) ([]byte, error)
+	// Discard skips the next n bytes.
+	Discard(n int) (int, error)
+}
+
+// NewReaderSource returns a Reader of src, which it reads without another
+// buffer of its own.
+func NewReaderSource(src Source) *Reader { return &Reader{br: src} }
+
+// Current returns the element Next returned last. While its body is being
+// read or skipped, the bytes up to its end are known to belong to it.
+func (r *Reader) Current() Element { return r.cur }
 
 // Offset returns how many input bytes have been consumed.
 func (r *Reader) Offset() int64 { return r.off }
@@ -246,6 +268,24 @@ func (r *Reader) closeUnknownFor(id ID) {
 		return // no possible parent open: leave it where it is
 	}
 	r.stack = r.stack[:i+1]
+}
+
+// Head returns up to n bytes of the start of the current element's body
+// without consuming them (a block's track, timecode and flags), so that the
+// rest can be skipped unread. It must come before Data.
+func (r *Reader) Head(n int) ([]byte, error) {
+	if isMaster(r.cur.ID) {
+		return nil, fmt.Errorf("mkv: Head called on master element 0x%X", uint32(r.cur.ID))
+	}
+	n = int(min(int64(n), r.left))
+	b, err := r.br.Peek(n)
+	if err != nil && len(b) < n {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	return b, nil
 }
 
 // Data reads the body of the element Next returned last. The slice is

@@ -55,7 +55,7 @@ func demo(ctx context.Context, env *cliEnv, log *slog.Logger, listen, stream, di
 		return err
 	}
 	defer st.Close()
-	ls, err := startServer(log, server.Config{Store: st, Logger: log.With("component", "serve")}, listen, nil)
+	ls, err := startServer(log, server.Config{Store: st, Logger: log.With("component", "serve")}, listen, nil, defaultServeLimits())
 	if err != nil {
 		return err
 	}

@@ -31,6 +31,13 @@ func runServe(env *cliEnv, args []string) error {
 	transition := fs.Duration("transition-delay", 200*time.Millisecond,
 		"how long a stream stays CREATING, UPDATING or DELETING, as the service's do (0: at once)")
 	noThrottle := fs.Bool("no-throttle", false, "turn off the service's per-stream call limits (GetMedia, GetDataEndpoint: 5 a second), for load tests")
+	def := defaultServeLimits()
+	maxConns := fs.Int("max-conns", def.MaxConns, "most connections open at once (0: no limit); more are refused with 503")
+	maxPerClient := fs.Int("max-conns-per-client", def.MaxPerClient, "most connections open at once from one IP address (0: no limit)")
+	maxHeader := fs.Int("max-header-bytes", def.MaxHeaderBytes, "largest request header accepted (431 beyond)")
+	headerTimeout := fs.Duration("header-timeout", def.HeaderTimeout, "a request's header must arrive within this")
+	requestTimeout := fs.Duration("request-timeout", 30*time.Second, "a request body (PutMedia's stream excepted) must arrive, and each write of a response be read, within this")
+	idleTimeout := fs.Duration("idle-timeout", def.IdleTimeout, "an idle keep-alive connection is closed after this")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -47,6 +54,17 @@ func runServe(env *cliEnv, args []string) error {
 	}
 	if (*tlsCert == "") != (*tlsKey == "") {
 		return fmt.Errorf("--tls-cert and --tls-key go together")
+	}
+	if *maxConns < 0 || *maxPerClient < 0 {
+		return fmt.Errorf("--max-conns and --max-conns-per-client take a number of connections, or 0 for no limit")
+	}
+	if *maxHeader < 1024 {
+		return fmt.Errorf("--max-header-bytes %d: give at least 1024 (signed requests carry headers of a few hundred bytes)", *maxHeader)
+	}
+	for name, d := range map[string]time.Duration{"--header-timeout": *headerTimeout, "--request-timeout": *requestTimeout, "--idle-timeout": *idleTimeout} {
+		if d <= 0 {
+			return fmt.Errorf("%s %s: give a duration above 0, e.g. 30s", name, d)
+		}
 	}
 	if *accessKey == "" && !*insecure && !isLoopback(*listen) {
 		return fmt.Errorf("refusing to listen on %s without credentials: anyone on the network could write and read video. "+
@@ -69,7 +87,10 @@ func runServe(env *cliEnv, args []string) error {
 		return err
 	}
 	defer st.Close()
-	ls, err := startServer(log, server.Config{Store: st, Logger: log, Credentials: creds, AdvertiseURL: *advertise, NoThrottle: *noThrottle}, *listen, tlsCfg)
+	lim := serveLimits{MaxConns: *maxConns, MaxPerClient: *maxPerClient, MaxHeaderBytes: *maxHeader,
+		HeaderTimeout: *headerTimeout, IdleTimeout: *idleTimeout}
+	ls, err := startServer(log, server.Config{Store: st, Logger: log, Credentials: creds, AdvertiseURL: *advertise, NoThrottle: *noThrottle,
+		RequestTimeout: *requestTimeout}, *listen, tlsCfg, lim)
 	if err != nil {
 		return err
 	}
@@ -100,14 +121,32 @@ type localServer struct {
 	err  error // why Serve returned, once done is closed
 }
 
+// serveLimits bound what one client can hold of the server: connections,
+// header size, and how long a header or an idle connection may take.
+type serveLimits struct {
+	MaxConns, MaxPerClient int // 0: no limit
+	MaxHeaderBytes         int
+	HeaderTimeout          time.Duration
+	IdleTimeout            time.Duration
+}
+
+// defaultServeLimits are serve's flags' defaults.
+func defaultServeLimits() serveLimits {
+	return serveLimits{MaxConns: 4096, MaxPerClient: 1024, MaxHeaderBytes: 64 << 10,
+		HeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+}
+
 // startServer serves cfg's store on listen (HTTPS with tlsCfg) until Stop.
-func startServer(log *slog.Logger, cfg server.Config, listen string, tlsCfg *tls.Config) (*localServer, error) {
+func startServer(log *slog.Logger, cfg server.Config, listen string, tlsCfg *tls.Config, lim serveLimits) (*localServer, error) {
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return nil, fmt.Errorf("cannot listen on %s: %w", listen, err)
 	}
 	srv := server.New(cfg)
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	ln = srv.LimitListener(ln, server.ConnLimits{Total: lim.MaxConns, PerClient: lim.MaxPerClient, HTTP: tlsCfg == nil})
+	warnFileLimit(log, lim.MaxConns)
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: lim.HeaderTimeout, IdleTimeout: lim.IdleTimeout,
+		MaxHeaderBytes: lim.MaxHeaderBytes, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	scheme := "http"
 	if tlsCfg != nil {
 		hs.TLSConfig = tlsCfg
@@ -140,6 +179,20 @@ func (ls *localServer) Stop(timeout time.Duration) error {
 		return err
 	}
 	return nil
+}
+
+// warnFileLimit says so when the process may run out of file descriptors
+// before it reaches --max-conns: each connection takes one, and each
+// stream being written one more.
+func warnFileLimit(log *slog.Logger, maxConns int) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return
+	}
+	if need := uint64(2*maxConns + 64); maxConns > 0 && lim.Cur < need {
+		log.Warn("the open-files limit may be reached before the connection limit: raise it (ulimit -n) or lower --max-conns",
+			"open_files_limit", lim.Cur, "max_conns", maxConns)
+	}
 }
 
 func isLoopback(addr string) bool {

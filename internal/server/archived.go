@@ -249,7 +249,7 @@ func (s *Server) archivedChunk(dst []byte, st store.Stream, f store.Fragment) ([
 		mkv.SimpleTag{Name: mkv.TagServerTimestamp, Value: server},
 		mkv.SimpleTag{Name: mkv.TagProducerTS, Value: producer},
 	)
-	return append(dst, body...), nil
+	return appendKnownSize(dst, body), nil
 }
 
 // getImages answers GetImages, which GetDataEndpoint hands out an endpoint

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"syscall"
 
 	"github.com/kvsgo/kvsgo/internal/sigv4"
 	"github.com/kvsgo/kvsgo/internal/store"
@@ -58,6 +59,10 @@ func toAPIError(err error) *apiError {
 		return ae
 	case errors.Is(err, store.ErrStreamNotFound):
 		return notActive()
+	case errors.Is(err, store.ErrNoSpace) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT):
+		// The index too lives on the data directory's disk.
+		return errorf(http.StatusServiceUnavailable, "ServiceUnavailable",
+			"kvsgo serve cannot store this: the disk of its data directory is full (%v). Free space there, then try again.", err)
 	case errors.Is(err, store.ErrFragmentNotFound):
 		return notFound("%v", err)
 	case errors.Is(err, store.ErrStreamExists):

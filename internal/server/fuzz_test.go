@@ -47,22 +47,19 @@ func FuzzPutMediaBody(f *testing.F) {
 	s, stream := fuzzServer(f)
 	s.cfg.MaxFragmentSize = 1 << 16
 	f.Fuzz(func(t *testing.T, data []byte) {
-		in := &ingest{s: s, stream: stream, acksOn: true, opened: time.Now(), log: s.log,
-			acks: make(chan kvs.Ack, 16), started: make(chan struct{})}
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			for a := range in.acks {
-				if a.EventType == kvs.AckError && a.ErrorCode == "" {
-					t.Errorf("ERROR ack without a code: %+v", a)
-				}
-			}
-		}()
+		in := newIngest(s, stream, false, 0, true, s.log)
 		in.run(&bodyReader{r: bytes.NewReader(data), in: in}) // not runSafely: a panic must fail the fuzzer
-		close(in.acks)
-		<-done
-		if len(in.buf) > int(s.cfg.MaxFragmentSize)+(2<<20) {
-			t.Fatalf("%d bytes buffered", len(in.buf))
+		acks, _ := in.acks.take(nil)
+		for _, a := range acks {
+			if a.EventType == kvs.AckError && a.ErrorCode == "" {
+				t.Errorf("ERROR ack without a code: %+v", a)
+			}
+		}
+		if in.fw != nil {
+			t.Fatal("a fragment was left half-written")
+		}
+		if c := cap(in.win.buf); c > maxHeld+minRead {
+			t.Fatalf("%d bytes buffered", c)
 		}
 	})
 }

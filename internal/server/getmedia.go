@@ -270,12 +270,40 @@ func (s *Server) mediaChunk(dst []byte, st store.Stream, f store.Fragment) ([]by
 		mkv.SimpleTag{Name: mkv.TagServerTimestamp, Value: secondsString(f.ServerMS)},
 		mkv.SimpleTag{Name: mkv.TagProducerTS, Value: secondsString(f.ProducerMS)},
 	)
-	dst = append(dst, body...)
+	dst = appendKnownSize(dst, body)
 	behind := s.cfg.Now().UnixMilli() - (f.ServerMS + f.DurationMS)
 	return mkv.AppendTags(dst,
 		mkv.SimpleTag{Name: mkv.TagMillisBehindNow, Value: strconv.FormatInt(max(behind, 0), 10)},
 		mkv.SimpleTag{Name: mkv.TagContinuation, Value: f.Number()},
 	), nil
+}
+
+// appendKnownSize appends a stored fragment (the producer's Tags, then its
+// Cluster) with the Cluster's size written out in eight bytes, as the
+// service sends fragments (see the captures in the reference): a producer
+// streams a Cluster of unknown size, but the fragment is complete once
+// stored, and a reader can then skip it or know it ended without parsing its
+// blocks. The Segment stays of unknown size, as the service sends it: with a
+// known one ffmpeg stops reading at the end of the first fragment.
+func appendKnownSize(dst, body []byte) []byte {
+	r := mkv.NewReader(bytes.NewReader(body))
+	for {
+		e, err := r.Next()
+		if err != nil {
+			return append(dst, body...) // as stored: nothing better to send
+		}
+		if e.ID != mkv.IDCluster {
+			if err := r.Skip(); err != nil {
+				return append(dst, body...)
+			}
+			continue
+		}
+		size := uint64(int64(len(body)) - e.DataOffset())
+		dst = append(dst, body[:e.Offset]...)
+		dst = append(dst, 0x1F, 0x43, 0xB6, 0x75, 0x01)
+		dst = append(dst, byte(size>>48), byte(size>>40), byte(size>>32), byte(size>>24), byte(size>>16), byte(size>>8), byte(size))
+		return append(dst, body[e.DataOffset():]...)
+	}
 }
 
 // errorChunk is the chunk the service ends a GetMedia response with on an

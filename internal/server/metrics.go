@@ -21,6 +21,7 @@ type metrics struct {
 	putMedia     prometheus.Gauge
 	getMedia     prometheus.Gauge
 	ingestErrors *prometheus.CounterVec
+	refused      prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -51,8 +52,11 @@ func newMetrics() *metrics {
 		ingestErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kvsgo_ingest_errors_total", Help: "PutMedia ERROR acks, by error code.",
 		}, []string{"code"}),
+		refused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kvsgo_connections_refused_total", Help: "Connections refused over --max-conns or --max-conns-per-client.",
+		}),
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.fragments, m.bytes, m.acks, m.putMedia, m.getMedia, m.ingestErrors,
+	m.reg.MustRegister(m.requests, m.latency, m.fragments, m.bytes, m.acks, m.putMedia, m.getMedia, m.ingestErrors, m.refused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"os"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -14,13 +16,16 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/kvsgo/kvsgo/internal/store"
 	"github.com/kvsgo/kvsgo/kvs"
 	"github.com/kvsgo/kvsgo/mkv"
 )
 
 // putMedia ingests one PutMedia connection: a Matroska stream read
-// incrementally, each Cluster a fragment, acknowledged as it goes.
+// incrementally, each Cluster a fragment written through to the store as
+// it arrives, acknowledged as it goes.
 func (s *Server) putMedia(req *request) error {
 	r, w := req.r, req.w
 	st, err := s.resolveActive(streamRef{StreamName: r.Header.Get("x-amzn-stream-name"), StreamARN: r.Header.Get("x-amzn-stream-arn")})
@@ -44,47 +49,81 @@ func (s *Server) putMedia(req *request) error {
 		return errorf(400, "ConnectionLimitExceededException", "Stream %s already has a PutMedia connection; only one is allowed.", st.Name)
 	}
 	ended := false // the producer finished its body: GetMedia readers may end
-	defer func() { release(ended) }()
+	released := false
+	defer func() {
+		if !released {
+			release(ended)
+		}
+	}()
 	s.metrics.putMedia.Inc()
 	defer s.metrics.putMedia.Dec()
 
-	in := &ingest{
-		s: s, stream: st, relative: relative, startMS: startMS,
-		acksOn:  r.Header.Get("x-amzn-fragment-acknowledgment-required") != "0",
-		opened:  s.cfg.Now(),
-		log:     s.log.With("stream", st.Name, "remote", r.RemoteAddr),
-		acks:    make(chan kvs.Ack, 64),
-		started: make(chan struct{}),
+	in := newIngest(s, st, relative, startMS, r.Header.Get("x-amzn-fragment-acknowledgment-required") != "0",
+		s.log.With("stream", st.Name, "remote", r.RemoteAddr))
+	// The session owns its connection: it reads the body straight from
+	// it, one read for whatever has arrived, and writes the acks itself.
+	// net/http then never touches the body again, before or after the
+	// handler returns (no concurrent reads of it, golang/go#68560), and the
+	// connection ends with the session, as a producer's next session opens
+	// a new one anyway.
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return fmt.Errorf("PutMedia needs an HTTP/1.1 connection: %w", err)
 	}
+	in.conn = conn
+	in.respHeader = fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"+
+		"Connection: close\r\nDate: %s\r\nx-amzn-RequestId: %s\r\n\r\n",
+		s.cfg.Now().UTC().Format(http.TimeFormat), w.Header().Get("x-amzn-RequestId"))
 	in.log.Info("producer connected", "timecodes", r.Header.Get("x-amzn-fragment-timecode-type"), "user_agent", r.UserAgent())
-	rc := http.NewResponseController(w)
-	if err := rc.EnableFullDuplex(); err != nil {
-		return fmt.Errorf("enabling full-duplex HTTP: %w", err)
-	}
 	// Server shutdown unblocks the body read.
-	stop := context.AfterFunc(s.ctx, func() { _ = rc.SetReadDeadline(time.Now()) })
+	stop := context.AfterFunc(s.ctx, func() { _ = conn.SetReadDeadline(time.Now()) })
 	defer stop()
-	// So does the stream's deletion, which ends the session with 4507.
-	handlerDone := make(chan struct{})
-	defer close(handlerDone)
-	go func() {
-		select {
-		case <-s.store.Gone(st.ID):
-			in.deleted.Store(true)
-			_ = rc.SetReadDeadline(time.Now())
-		case <-handlerDone:
+	if strings.EqualFold(r.Header.Get("Expect"), "100-continue") {
+		_ = conn.SetWriteDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		if _, err := io.WriteString(conn, "HTTP/1.1 100 Continue\r\n\r\n"); err != nil {
+			conn.Close()
+			return nil
 		}
-	}()
+	}
+	var raw io.Reader = brw.Reader // what net/http had read ahead comes first
+	switch {
+	case len(r.TransferEncoding) > 0 && r.TransferEncoding[0] == "chunked":
+		raw = newChunkedBody(raw)
+	case r.ContentLength >= 0:
+		raw = io.LimitReader(raw, r.ContentLength)
+	}
 
 	writerDone := make(chan struct{})
-	go in.writeAcks(w, rc, writerDone)
-	body := &bodyReader{r: r.Body, rc: rc, idle: s.cfg.IdleTimeout, in: in, stop: s.ctx}
+	go in.writeAcks(s.store.Gone(st.ID), writerDone)
+	body := &bodyReader{r: raw, conn: conn, idle: s.cfg.IdleTimeout, in: in, stop: s.ctx}
 	reason := in.runSafely(body)
 	ended = reason == reasonEnd
-	close(in.acks)
+	// The stream is free for the producer's next session before the
+	// producer sees this one's end.
+	release(ended)
+	released = true
+	in.acks.close()
 	<-writerDone
+	in.closeConn(ended)
 	in.log.Info("producer disconnected", "reason", reason, "fragments", in.stored, "bytes", in.bytes.Load())
 	return nil
+}
+
+// closeConn ends the connection after the response. If the producer is
+// still sending (the session ended with an ERROR), the connection is shut
+// for writing and what arrives is read and dropped for a moment before it
+// closes: a close with unread data would reset the connection, and the
+// producer could lose the acks it has not read yet.
+func (in *ingest) closeConn(ended bool) {
+	defer in.conn.Close()
+	if ended {
+		return
+	}
+	if cw, ok := in.conn.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	_ = in.conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+	_, _ = io.Copy(io.Discard, io.LimitReader(in.conn, 4<<20))
 }
 
 // parseProducerStart reads x-amzn-producer-start-timestamp, "<sec>.<ms>".
@@ -109,14 +148,16 @@ func parseProducerStart(v string) (int64, error) {
 	return sec*1000 + m, nil
 }
 
-// bodyReader reads the PutMedia body, ending the session after the idle
-// timeout and keeping the bytes of the fragment being received.
+// bodyReader reads the PutMedia body. The session ends after the idle
+// timeout without data, and when the connection reaches its maximum age.
 type bodyReader struct {
 	r    io.Reader
-	rc   *http.ResponseController
+	conn net.Conn // nil in tests without a connection
 	idle time.Duration
 	in   *ingest
 	stop context.Context // the server's: shutting down ends the session
+
+	deadlineSet time.Time
 }
 
 func (b *bodyReader) Read(p []byte) (int, error) {
@@ -128,28 +169,53 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 		b.in.readErr = errStreamDeleted
 		return 0, b.in.readErr
 	}
-	if b.rc != nil {
-		_ = b.rc.SetReadDeadline(time.Now().Add(b.idle))
+	left := b.in.s.cfg.MaxConnectionDuration - b.in.s.cfg.Now().Sub(b.in.opened)
+	if left <= 0 {
+		b.in.readErr = errConnectionAge
+		return 0, b.in.readErr
+	}
+	// Moving a deadline costs a timer update: once a second is enough.
+	if now := time.Now(); b.conn != nil && now.Sub(b.deadlineSet) >= time.Second {
+		_ = b.conn.SetReadDeadline(now.Add(min(b.idle, left)))
+		b.deadlineSet = now
 	}
 	n, err := b.r.Read(p)
 	if n > 0 {
-		b.in.received(p[:n])
+		b.in.received(n)
 	}
 	if err != nil && !errors.Is(err, io.EOF) {
 		b.in.readErr = err // a network failure, not bad Matroska
-		if b.in.deleted.Load() {
+		switch {
+		case b.in.deleted.Load():
 			b.in.readErr = errStreamDeleted
+		case errors.Is(err, os.ErrDeadlineExceeded) && b.in.s.cfg.Now().Sub(b.in.opened) >= b.in.s.cfg.MaxConnectionDuration:
+			b.in.readErr = errConnectionAge
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			b.in.readErr = fmt.Errorf("no data for %s", b.idle)
 		}
 	}
 	return n, err
 }
 
-// errStreamDeleted ends the sessions of a deleted stream.
-var errStreamDeleted = errors.New("the stream was deleted")
+var (
+	// errStreamDeleted ends the sessions of a deleted stream.
+	errStreamDeleted = errors.New("the stream was deleted")
+	// errConnectionAge ends a connection older than the service allows.
+	errConnectionAge = errors.New("the connection reached its maximum age")
+)
 
 // errIDStreamDeleted is the ack ErrorId for a stream deleted under its
 // producer (SERVICE_CALL_RESULT_STREAM_DELETED in AWS's producer SDK).
 const errIDStreamDeleted = 4507
+
+// maxFragmentTags is how many metadata tags a fragment may carry, as the
+// service's quota says.
+const maxFragmentTags = 10
+
+// maxHeld bounds what a session keeps in memory at once: the header (EBML,
+// Info, Tracks with their codec private data) and the tags before a
+// fragment, or one Matroska element read whole (a laced block).
+const maxHeld = 4 << 20
 
 // reasonEnd is why a session ends when the producer finished its body.
 const reasonEnd = "end of stream"
@@ -164,27 +230,33 @@ type ingest struct {
 	opened   time.Time
 	log      *slog.Logger
 
-	acks     chan kvs.Ack
-	started  chan struct{}
-	gotData  atomic.Bool
-	deleted  atomic.Bool  // the stream was deleted under the session
-	lastData atomic.Int64 // unix nanos of the last body bytes
-	bytes    atomic.Int64
-	readErr  error
+	conn       net.Conn
+	respHeader string // written once the body has started
+	acks       *ackQueue
+	started    chan struct{}
+	gotData    atomic.Bool
+	deleted    atomic.Bool  // the stream was deleted under the session
+	lastData   atomic.Int64 // unix nanos of the last body bytes
+	bytes      atomic.Int64
+	counter    prometheus.Counter
+	readErr    error
+	storeErr   error // the store failed: disk full, deleted stream
 
-	// buf holds input bytes from offset base on: the fragment being
-	// received and anything after it the demuxer has read ahead.
-	buf  []byte
-	base int64
+	win *window
+	dem *mkv.Demuxer
 
-	header    []byte
-	scale     int64 // timecode scale, ns
-	tracks    map[uint64]bool
-	prefix    int64 // start of Tags before the next Cluster, -1 if none
-	ebmlStart int64
+	header       []byte
+	scale        int64 // timecode scale, ns
+	tracks       map[uint64]bool
+	prefix       int64 // start of Tags before the next Cluster, -1 if none
+	prefixTags   int   // metadata tags in them
+	gap          int64 // between fragments: where the input not yet placed begins
+	ebmlStart    int64
+	clusterDepth int
 
 	inFragment bool
 	frag       fragmentState
+	fw         *store.FragmentWriter
 	lastTC     int64
 	haveLastTC bool
 	stored     int
@@ -193,6 +265,7 @@ type ingest struct {
 type fragmentState struct {
 	seq        uint64
 	start      int64 // offset of the fragment's first byte (its Tags or Cluster)
+	written    int64 // the bytes before this offset are in the store
 	timecode   int64
 	serverMS   int64
 	producerMS int64
@@ -202,79 +275,23 @@ type fragmentState struct {
 	videoTCs []int64
 }
 
-func (in *ingest) received(p []byte) {
-	in.buf = append(in.buf, p...)
-	in.bytes.Add(int64(len(p)))
+func newIngest(s *Server, st store.Stream, relative bool, startMS int64, acksOn bool, log *slog.Logger) *ingest {
+	return &ingest{s: s, stream: st, relative: relative, startMS: startMS, acksOn: acksOn, opened: s.cfg.Now(), log: log,
+		acks: newAckQueue(), started: make(chan struct{}), counter: s.metrics.bytes.WithLabelValues(st.Name)}
+}
+
+func (in *ingest) received(n int) {
+	in.bytes.Add(int64(n))
 	in.lastData.Store(time.Now().UnixNano())
-	in.s.metrics.bytes.WithLabelValues(in.stream.Name).Add(float64(len(p)))
+	in.counter.Add(float64(n))
 	if in.gotData.CompareAndSwap(false, true) {
 		close(in.started)
 	}
 }
 
-// writeAcks owns the response: the 200 header once the body has started
-// (so that Go has answered Expect: 100-continue first), then each ack as
-// its own flushed chunk, and IDLE while no data arrives.
-func (in *ingest) writeAcks(w http.ResponseWriter, rc *http.ResponseController, done chan<- struct{}) {
-	defer close(done)
-	var line []byte
-	wroteHeader := false
-	writeHeader := func() {
-		if !wroteHeader {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusOK)
-			_ = rc.Flush()
-			wroteHeader = true
-		}
-	}
-	idle := time.NewTicker(in.s.cfg.IdleInterval)
-	defer idle.Stop()
-	for {
-		select {
-		case <-in.started:
-			writeHeader()
-			in.started = nil // a nil channel never fires again
-		case a, ok := <-in.acks:
-			if !ok {
-				writeHeader()
-				return
-			}
-			writeHeader()
-			line = a.AppendJSON(line[:0])
-			// A client that stops reading acks must not stall ingest.
-			_ = rc.SetWriteDeadline(time.Now().Add(in.s.cfg.IdleTimeout))
-			if _, err := w.Write(line); err != nil {
-				in.drain()
-				return
-			}
-			_ = rc.Flush()
-			in.s.metrics.acks.WithLabelValues(string(a.EventType)).Inc()
-		case <-idle.C:
-			if !wroteHeader || time.Since(time.Unix(0, in.lastData.Load())) < in.s.cfg.IdleInterval {
-				continue
-			}
-			idleAck := kvs.Ack{EventType: kvs.AckIdle}
-			line = idleAck.AppendJSON(line[:0])
-			_ = rc.SetWriteDeadline(time.Now().Add(in.s.cfg.IdleTimeout))
-			if _, err := w.Write(line); err != nil {
-				in.drain()
-				return
-			}
-			_ = rc.Flush()
-			in.s.metrics.acks.WithLabelValues(string(kvs.AckIdle)).Inc()
-		}
-	}
-}
-
-// drain discards acks once the client has gone, so the reader never blocks.
-func (in *ingest) drain() {
-	for range in.acks { //nolint:revive // discarding on purpose
-	}
-}
-
 func (in *ingest) ack(a kvs.Ack) {
 	if in.acksOn || a.EventType == kvs.AckError {
-		in.acks <- a
+		in.acks.push(a)
 	}
 }
 
@@ -284,10 +301,23 @@ func (in *ingest) fail(id int, err error) string {
 	if in.inFragment {
 		a.FragmentNumber = store.FragmentNumber(in.frag.seq)
 	}
-	in.acks <- a
+	in.acks.push(a)
 	in.s.metrics.ingestErrors.WithLabelValues(info.Code).Inc()
 	in.log.Warn("PutMedia error sent to the producer", "error_id", id, "error_code", info.Code, "cause", err)
 	return info.Code
+}
+
+// failStore ends the session on a store failure with the ErrorId the
+// service uses for it.
+func (in *ingest) failStore(err error) string {
+	switch {
+	case errors.Is(err, store.ErrStreamNotFound):
+		return in.fail(errIDStreamDeleted, err)
+	case errors.Is(err, store.ErrNoSpace):
+		in.log.Error("the data directory's disk is full: fragments are refused (ERROR 5001, which producers resend) until space is freed", "err", err)
+		return in.fail(kvs.ErrIDArchival, err)
+	}
+	return in.fail(kvs.ErrIDArchival, err)
 }
 
 // runSafely runs the session; a bug must not take the server down nor leave
@@ -303,52 +333,115 @@ func (in *ingest) runSafely(body io.Reader) (reason string) {
 }
 
 // run reads the body until it ends or fails, and returns why it ended.
+// Whatever way it ends, a fragment not stored whole leaves nothing behind.
 func (in *ingest) run(body io.Reader) string {
 	in.prefix, in.ebmlStart = -1, -1
-	dem := mkv.NewDemuxer(body)
-	dem.Reader().MaxElementSize = in.s.cfg.MaxFragmentSize
+	in.win = newWindow(body, in.s.cfg.IngestBuffer, maxHeld, in.reclaim)
+	in.dem = mkv.NewDemuxerSource(in.win)
+	in.dem.BlockHeaders = true
+	in.dem.Reader().MaxElementSize = maxHeld
+	defer in.dropFragment()
 	for {
-		ev, err := dem.Next()
+		ev, err := in.dem.Next()
 		if errors.Is(err, io.EOF) {
 			return reasonEnd
 		}
 		if err != nil {
-			if errors.Is(in.readErr, errStreamDeleted) {
-				return in.fail(errIDStreamDeleted, in.readErr)
-			}
-			if in.readErr != nil {
-				return fmt.Sprintf("connection lost: %v", in.readErr)
-			}
-			return in.fail(kvs.ErrIDInvalidMKVData, err)
+			return in.failed(err)
 		}
 		if code, failed := in.handle(ev); failed {
 			return code
 		}
-		if int64(len(in.buf)) > in.s.cfg.MaxFragmentSize+(1<<20) {
-			return in.fail(kvs.ErrIDFragmentSizeReached, fmt.Errorf("%d bytes without a complete fragment", len(in.buf)))
-		}
 	}
 }
 
-func (in *ingest) slice(from, to int64) []byte { return in.buf[from-in.base : to-in.base] }
+// failed says why the body could not be read on.
+func (in *ingest) failed(err error) string {
+	switch {
+	case in.storeErr != nil:
+		return in.failStore(in.storeErr)
+	case errors.Is(in.readErr, errStreamDeleted):
+		return in.fail(errIDStreamDeleted, in.readErr)
+	case errors.Is(in.readErr, errConnectionAge):
+		return in.fail(kvs.ErrIDConnectionDuration, fmt.Errorf("connection open for %s", in.s.cfg.MaxConnectionDuration))
+	case in.readErr != nil:
+		return fmt.Sprintf("connection lost: %v", in.readErr)
+	case errors.Is(err, errWindowFull):
+		return in.fail(kvs.ErrIDInvalidMKVData, err)
+	}
+	return in.fail(kvs.ErrIDInvalidMKVData, err)
+}
 
-// trim drops buffered bytes before off.
-func (in *ingest) trim(off int64) {
+// reclaim writes through what the window holds of the fragment being
+// received, as far as the demuxer has placed it in the fragment, and
+// returns the first input offset the session still needs.
+func (in *ingest) reclaim() (int64, error) {
+	if in.inFragment {
+		if err := in.flushTo(min(in.horizon(), in.win.offset())); err != nil {
+			return 0, err
+		}
+	}
+	return in.keepFrom(), nil
+}
+
+// horizon is how far the input is known to belong to the current Cluster:
+// to the end of the element being read inside it, or to the start of the
+// element that ended it.
+func (in *ingest) horizon() int64 {
+	cur := in.dem.Reader().Current()
+	switch {
+	case cur.Depth <= in.clusterDepth:
+		return cur.Offset
+	case cur.Master():
+		return cur.DataOffset()
+	}
+	return cur.DataOffset() + cur.Size
+}
+
+// keepFrom is the first input offset the session still needs: the
+// fragment's bytes not yet written, tags waiting for their fragment, a
+// header still arriving.
+func (in *ingest) keepFrom() int64 {
+	k := in.win.offset()
 	if in.prefix >= 0 {
-		off = min(off, in.prefix)
+		k = min(k, in.prefix)
 	}
 	if in.inFragment {
-		off = min(off, in.frag.start)
+		k = min(k, in.frag.written)
+	} else {
+		// What follows the last element placed may be the start of the
+		// next Cluster, which becomes a fragment only at its Timecode.
+		k = min(k, in.gap)
 	}
 	if in.header == nil && in.ebmlStart >= 0 {
-		off = min(off, in.ebmlStart) // the header is still arriving
+		k = min(k, in.ebmlStart)
 	}
-	if off <= in.base {
-		return
+	return k
+}
+
+// flushTo writes the fragment's bytes up to end to the store.
+func (in *ingest) flushTo(end int64) error {
+	f := &in.frag
+	if end <= f.written || in.fw == nil {
+		return nil
 	}
-	n := copy(in.buf, in.buf[off-in.base:])
-	in.buf = in.buf[:n]
-	in.base = off
+	if !in.win.held(f.written) {
+		return fmt.Errorf("internal error: fragment bytes from %d are no longer buffered", f.written)
+	}
+	if _, err := in.fw.Write(in.win.bytes(f.written, end)); err != nil {
+		in.storeErr = err
+		return err
+	}
+	f.written = end
+	return nil
+}
+
+// dropFragment discards a fragment that was not stored whole.
+func (in *ingest) dropFragment() {
+	if in.fw != nil {
+		in.fw.Abort()
+		in.fw = nil
+	}
 }
 
 func (in *ingest) handle(ev *mkv.Event) (code string, failed bool) {
@@ -357,17 +450,17 @@ func (in *ingest) handle(ev *mkv.Event) (code string, failed bool) {
 		in.ebmlStart = ev.Offset
 		in.header = nil
 	case mkv.EventHeader:
-		if in.ebmlStart < in.base || ev.End < in.ebmlStart {
+		if in.ebmlStart < 0 || !in.win.held(in.ebmlStart) || ev.End < in.ebmlStart {
 			return in.fail(kvs.ErrIDInvalidMKVData, errors.New("a Tracks element without an EBML header before it")), true
 		}
-		hdr, err := mkv.WithUnknownSegmentSize(in.slice(in.ebmlStart, ev.End))
+		hdr, err := mkv.WithUnknownSegmentSize(in.win.bytes(in.ebmlStart, ev.End))
 		if err != nil {
 			return in.fail(kvs.ErrIDInvalidMKVData, err), true
 		}
 		if n := len(ev.Header.Tracks); n == 0 || n > in.s.cfg.MaxTracks {
 			return in.fail(kvs.ErrIDTooManyTracks, fmt.Errorf("%d tracks (at most %d)", n, in.s.cfg.MaxTracks)), true
 		}
-		in.header, in.ebmlStart = hdr, -1
+		in.header, in.ebmlStart, in.gap = hdr, -1, ev.End
 		in.scale = int64(ev.Header.TimecodeScale)
 		if in.scale == 0 {
 			in.scale = mkv.DefaultTimecodeScale
@@ -376,14 +469,22 @@ func (in *ingest) handle(ev *mkv.Event) (code string, failed bool) {
 		for _, t := range ev.Header.Tracks {
 			in.tracks[t.Number] = t.Type == mkv.TrackTypeVideo
 		}
-		in.trim(ev.End)
+		in.win.shrink(in.keepFrom())
 	case mkv.EventTags:
 		if ev.Depth == 1 && !in.inFragment && !isEndOfFragment(ev.Tags) && in.header != nil {
 			if in.prefix < 0 {
 				in.prefix = ev.Offset
 			}
-		} else {
-			in.trim(ev.End)
+			for _, t := range ev.Tags {
+				if !strings.HasPrefix(t.Name, "AWS_KINESISVIDEO_") {
+					in.prefixTags++
+				}
+			}
+			if in.prefixTags > maxFragmentTags {
+				return in.fail(kvs.ErrIDMetadataLimit, fmt.Errorf("%d metadata tags before one fragment (at most %d)", in.prefixTags, maxFragmentTags)), true
+			}
+		} else if !in.inFragment {
+			in.gap = ev.End // tags that belong to no fragment (END_OF_FRAGMENT)
 		}
 	case mkv.EventCluster:
 		return in.startFragment(ev)
@@ -408,25 +509,34 @@ func (in *ingest) startFragment(ev *mkv.Event) (string, bool) {
 	if in.header == nil {
 		return in.fail(kvs.ErrIDInvalidMKVData, errors.New("a Cluster before the stream's Tracks")), true
 	}
-	if age := in.s.cfg.Now().Sub(in.opened); age > in.s.cfg.MaxConnectionDuration {
+	now := in.s.cfg.Now()
+	if age := now.Sub(in.opened); age > in.s.cfg.MaxConnectionDuration {
 		return in.fail(kvs.ErrIDConnectionDuration, fmt.Errorf("connection open for %s", age.Round(time.Second))), true
 	}
-	now := in.s.cfg.Now()
 	start := ev.Offset
 	if in.prefix >= 0 {
 		start = in.prefix
 	}
 	tcMS := ev.Timecode * in.scale / 1e6
-	in.frag = fragmentState{seq: in.s.store.ReserveFragment(), start: start, timecode: ev.Timecode, serverMS: now.UnixMilli(),
-		producerMS: tcMS, maxBlockTC: ev.Timecode, videoTCs: in.frag.videoTCs[:0]}
+	in.frag = fragmentState{seq: in.s.store.ReserveFragment(), start: start, written: start, timecode: ev.Timecode,
+		serverMS: now.UnixMilli(), producerMS: tcMS, maxBlockTC: ev.Timecode, videoTCs: in.frag.videoTCs[:0]}
 	if in.relative {
 		in.frag.producerMS = in.startMS + tcMS
 	}
 	in.inFragment = true
-	in.prefix = -1
+	in.clusterDepth = ev.Depth
+	in.prefix, in.prefixTags = -1, 0
 	if in.haveLastTC && ev.Timecode < in.lastTC {
 		return in.fail(kvs.ErrIDTimecodeNotMonotonic, fmt.Errorf("fragment timecode %d after %d", ev.Timecode, in.lastTC)), true
 	}
+	if !in.win.held(start) {
+		return in.fail(kvs.ErrIDInvalidMKVData, errors.New("a fragment whose start is no longer buffered")), true
+	}
+	fw, err := in.s.store.BeginFragment(in.stream.ID, in.header)
+	if err != nil {
+		return in.failStore(err), true
+	}
+	in.fw = fw
 	in.ack(kvs.Ack{EventType: kvs.AckBuffering, FragmentTimecode: ev.Timecode, HasTimecode: true, FragmentNumber: store.FragmentNumber(in.frag.seq)})
 	return "", false
 }
@@ -440,7 +550,7 @@ func (in *ingest) block(ev *mkv.Event) (string, bool) {
 	if d := time.Duration((ev.Timecode - f.timecode) * in.scale); d > in.s.cfg.MaxFragmentDuration {
 		return in.fail(kvs.ErrIDFragmentDurationReached, fmt.Errorf("a frame %s into the fragment (at most %s)", d, in.s.cfg.MaxFragmentDuration)), true
 	}
-	if size := ev.Offset - f.start; size > in.s.cfg.MaxFragmentSize {
+	if size := ev.End - f.start; size > in.s.cfg.MaxFragmentSize {
 		return in.fail(kvs.ErrIDFragmentSizeReached, fmt.Errorf("fragment of %d bytes (at most %d)", size, in.s.cfg.MaxFragmentSize)), true
 	}
 	if isVideo {
@@ -455,35 +565,36 @@ func (in *ingest) endFragment(end int64) (string, bool) {
 	if !in.inFragment {
 		return "", false
 	}
+	if err := in.flushTo(end); err != nil {
+		return in.failStore(err), true
+	}
 	f := in.frag
 	in.inFragment = false
+	in.gap = end
 	in.lastTC, in.haveLastTC = f.timecode, true
 	// The fragment lasts until its last frame ends: its latest
 	// presentation time and one frame interval.
 	durationMS := ((f.maxBlockTC - f.timecode) + frameInterval(f.videoTCs)) * in.scale / 1e6
-	stored, dup, err := in.s.store.AppendFragment(in.stream.ID, store.NewFragment{
-		Seq: f.seq, Header: in.header, Body: in.slice(f.start, end),
-		ProducerMS: f.producerMS, ServerMS: f.serverMS, DurationMS: durationMS, Timecode: f.timecode,
-	})
-	in.trim(end)
+	fw := in.fw
+	in.fw = nil
+	stored, dup, err := fw.Commit(store.FragmentMeta{Seq: f.seq, ProducerMS: f.producerMS, ServerMS: f.serverMS,
+		DurationMS: durationMS, Timecode: f.timecode})
 	if err != nil {
-		if errors.Is(err, store.ErrStreamNotFound) {
-			return in.fail(errIDStreamDeleted, err), true
-		}
-		return in.fail(kvs.ErrIDArchival, err), true
+		return in.failStore(err), true
 	}
 	in.stored++
 	// RECEIVED once it is stored: with retention 0 it is the last word a
-	// producer gets about the fragment.
+	// producer gets about the fragment. PERSISTED only now that the
+	// fragment is fsynced and indexed.
 	in.ack(kvs.Ack{EventType: kvs.AckReceived, FragmentTimecode: f.timecode, HasTimecode: true, FragmentNumber: stored.Number()})
+	if in.stream.RetentionHours > 0 {
+		in.ack(kvs.Ack{EventType: kvs.AckPersisted, FragmentTimecode: f.timecode, HasTimecode: true, FragmentNumber: stored.Number()})
+	}
 	if dup {
 		in.log.Info("fragment already stored, byte for byte (sent again)", "fragment", stored.Number(), "producer_timestamp_ms", f.producerMS)
 	} else {
 		in.s.metrics.fragments.WithLabelValues(in.stream.Name).Inc()
 		in.log.Info("fragment stored", "fragment", stored.Number(), "timecode", f.timecode, "bytes", stored.BodyLen, "duration_ms", durationMS)
-	}
-	if in.stream.RetentionHours > 0 {
-		in.ack(kvs.Ack{EventType: kvs.AckPersisted, FragmentTimecode: f.timecode, HasTimecode: true, FragmentNumber: stored.Number()})
 	}
 	return "", false
 }

@@ -48,6 +48,14 @@ type Config struct {
 	// NoThrottle turns off the service's per-stream call limits
 	// (ClientLimitExceededException), for load tests.
 	NoThrottle bool
+	// RequestTimeout bounds reading a request body (PutMedia's excepted,
+	// which IdleTimeout and MaxConnectionDuration bound) and each write of
+	// a response, so that slow or silent clients cannot hold connections;
+	// 30 s.
+	RequestTimeout time.Duration
+	// IngestBuffer is the memory a PutMedia session reads through: the
+	// fragment is written to disk as it fills, 32 KiB.
+	IngestBuffer int
 	// UI configures the web page at / (ui.go).
 	UI UIConfig
 }
@@ -79,6 +87,12 @@ func (c *Config) defaults() {
 	}
 	if c.GetMediaLinger == 0 {
 		c.GetMediaLinger = 3 * time.Second
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = 30 * time.Second
+	}
+	if c.IngestBuffer == 0 {
+		c.IngestBuffer = 32 << 10
 	}
 }
 
@@ -161,7 +175,7 @@ func New(cfg Config) *Server {
 func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("x-amzn-RequestId", newRequestID())
-		s.mux.ServeHTTP(w, r)
+		s.mux.ServeHTTP(s.guard(w, r), r)
 	})
 }
 

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -61,29 +63,41 @@ func ParseFragmentNumber(s string) (uint64, error) {
 func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
 
 // ptimeKey orders the producer-timestamp index by timestamp, then by
-// ingestion (sequence): equal timestamps stay apart, oldest first.
+// ingestion (sequence): equal timestamps stay apart, oldest first. The
+// timestamp's sign bit is flipped so that negative timestamps (a producer
+// clock before 1970, or RELATIVE timecodes with no start) sort before
+// positive ones, as big-endian bytes compare.
 func ptimeKey(ms int64, seq uint64) []byte {
-	return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, uint64(ms)), seq)
+	return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, uint64(ms)^1<<63), seq)
 }
+
+// ptimeOf reads the timestamp back from a ptimeKey.
+func ptimeOf(k []byte) int64 { return int64(binary.BigEndian.Uint64(k) ^ 1<<63) }
 
 // streamState is the in-memory side of a stream: its open segment file,
 // the header last written to it, the channel that wakes live readers, and
-// its one PutMedia connection.
+// its one PutMedia connection. It exists while someone uses the stream (a
+// PutMedia session, a live reader, a write): the Store counts references
+// and forgets it, closing its segment file, when the last one goes.
 type streamState struct {
-	id StreamID
+	id        StreamID
+	refs      int       // under Store.mu
+	idleSince time.Time // under Store.mu: when refs last went to 0
 
-	mu      sync.Mutex // serialises appends
-	seg     *os.File
+	mu      sync.Mutex // the segment file and the fragment being written
+	seg     File
 	segID   uint32
 	segSize int64
 	hdr     []byte
 	hdrSeg  uint32
 	hdrOff  int64
+	writing bool // a FragmentWriter is open
 
 	notifyMu sync.Mutex
 	notify   chan struct{}
 	deleted  bool          // under notifyMu
 	gone     chan struct{} // closed when the stream is deleted
+	waiting  atomic.Int32  // readers in WaitAfter, past their last look
 
 	ingestMu  sync.Mutex
 	ingesting bool
@@ -130,19 +144,30 @@ func (st *streamState) isDeleted() bool {
 	return st.deleted
 }
 
-// Gone returns a channel that is closed when the stream is deleted: its
-// PutMedia and GetMedia sessions end then.
-func (s *Store) Gone(id StreamID) <-chan struct{} { return s.state(id).gone }
+// closedGone is what Gone returns for a stream nothing holds.
+var closedGone = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// Gone returns a channel that is closed when the stream is deleted, for
+// the holder of its PutMedia connection (AcquireIngest) to end its session
+// then. Without that claim there is nothing to watch: the channel returned
+// is closed.
+func (s *Store) Gone(id StreamID) <-chan struct{} {
+	if st := s.lookup(id); st != nil {
+		return st.gone
+	}
+	return closedGone
+}
 
 // AcquireIngest claims the stream's one PutMedia connection. It returns
 // false if another connection holds it. release gives it back; ended says
 // whether the producer finished its body (the end of its stream) rather
 // than breaking off.
 func (s *Store) AcquireIngest(id StreamID) (release func(ended bool), ok bool) {
-	st := s.state(id)
+	st := s.acquire(id)
 	st.ingestMu.Lock()
 	if st.ingesting {
 		st.ingestMu.Unlock()
+		s.release(st)
 		return nil, false
 	}
 	st.ingesting = true
@@ -157,6 +182,7 @@ func (s *Store) AcquireIngest(id StreamID) (release func(ended bool), ok bool) {
 		st.ingesting = false
 		st.ingestMu.Unlock()
 		st.wake()
+		s.release(st)
 	}, true
 }
 
@@ -202,10 +228,12 @@ type ProducerState struct {
 
 // Producer reports the state of the stream's producer.
 func (s *Store) Producer(id StreamID) (ProducerState, error) {
-	st := s.state(id)
-	st.ingestMu.Lock()
-	p := ProducerState{Connected: st.ingesting}
-	st.ingestMu.Unlock()
+	var p ProducerState
+	if st := s.lookup(id); st != nil {
+		st.ingestMu.Lock()
+		p.Connected = st.ingesting
+		st.ingestMu.Unlock()
+	}
 	rec, err := s.StreamByID(id)
 	if err != nil {
 		return p, err
@@ -231,132 +259,78 @@ type NewFragment struct {
 // one the stream has, with the same producer timestamp, is not stored
 // twice; the stored one is returned with dup set. Fragments that only share
 // a producer timestamp are different fragments and are all kept (playback
-// de-duplicates them, as the service does).
+// de-duplicates them, as the service does). Ingest writes through a
+// FragmentWriter instead, as the bytes arrive.
 func (s *Store) AppendFragment(id StreamID, nf NewFragment) (f Fragment, dup bool, err error) {
-	st := s.state(id)
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if st.isDeleted() {
-		return f, false, fmt.Errorf("%w: %s", ErrStreamNotFound, id)
-	}
-	if existing, ok, err := s.identical(id, nf); err != nil || ok {
-		return existing, ok, err
-	}
-	if err := s.ensureSegment(st, int64(len(nf.Header)+len(nf.Body))); err != nil {
+	w, err := s.BeginFragment(id, nf.Header)
+	if err != nil {
 		return f, false, err
 	}
-	f = Fragment{ProducerMS: nf.ProducerMS, ServerMS: nf.ServerMS, DurationMS: nf.DurationMS, Timecode: nf.Timecode, Segment: st.segID}
-	if st.hdrSeg != st.segID || !bytes.Equal(st.hdr, nf.Header) {
-		if _, err := st.seg.Write(nf.Header); err != nil {
-			return f, false, s.segmentFailed(st, err)
-		}
-		st.hdr, st.hdrSeg, st.hdrOff = append(st.hdr[:0], nf.Header...), st.segID, st.segSize
-		st.segSize += int64(len(nf.Header))
+	if _, err := w.Write(nf.Body); err != nil {
+		w.Abort()
+		return f, false, err
 	}
-	f.HeaderOff, f.HeaderLen = st.hdrOff, int64(len(st.hdr))
-	if _, err := st.seg.Write(nf.Body); err != nil {
-		return f, false, s.segmentFailed(st, err)
-	}
-	f.BodyOff, f.BodyLen = st.segSize, int64(len(nf.Body))
-	st.segSize += int64(len(nf.Body))
-	// The bytes reach the disk before the index points at them.
-	if !s.opts.NoSync {
-		if err := st.seg.Sync(); err != nil {
-			return f, false, s.segmentFailed(st, err)
-		}
-	}
-	commit := s.db.Batch // group commit across streams
-	if s.opts.NoSync {
-		commit = s.db.Update // nothing to group: no waiting for company
-	}
-	err = commit(func(tx *bolt.Tx) error {
-		fb, pb := tx.Bucket(fragBucket(id)), tx.Bucket(ptimeBucket(id))
-		if fb == nil || pb == nil {
-			return fmt.Errorf("%w: %s", ErrStreamNotFound, id)
-		}
-		meta := tx.Bucket(bucketMeta)
-		seq := nf.Seq
-		if seq == 0 {
-			seq = s.ReserveFragment()
-		}
-		if seq > meta.Sequence() {
-			if err := meta.SetSequence(seq); err != nil {
-				return err
-			}
-		}
-		f.Seq = seq
-		data, err := json.Marshal(f)
-		if err != nil {
-			return err
-		}
-		if err := fb.Put(seqKey(seq), data); err != nil {
-			return err
-		}
-		return pb.Put(ptimeKey(nf.ProducerMS, seq), seqKey(seq))
-	})
-	if err != nil {
-		return f, false, fmt.Errorf("indexing a fragment: %w", err)
-	}
-	st.wake()
-	return f, false, nil
+	return w.Commit(FragmentMeta{Seq: nf.Seq, ProducerMS: nf.ProducerMS, ServerMS: nf.ServerMS, DurationMS: nf.DurationMS, Timecode: nf.Timecode})
 }
 
-// identical finds a stored fragment with nf's producer timestamp and the
-// same bytes. Equal timestamps are rare (a resend, or a producer that
-// restarted its clock), so reading the candidates back costs little.
-func (s *Store) identical(id StreamID, nf NewFragment) (Fragment, bool, error) {
+// identical finds a stored fragment with producer timestamp producerMS and
+// the bytes of body (read with readBody, of length n). Equal timestamps
+// are rare (a resend, or a producer that restarted its clock), so reading
+// the candidates back costs little.
+func (s *Store) identical(id StreamID, producerMS, n int64, body func() ([]byte, error)) (Fragment, bool, error) {
 	var candidates []Fragment
-	err := s.ScanByProducerTime(id, nf.ProducerMS, func(f Fragment) bool {
-		if f.ProducerMS != nf.ProducerMS {
+	err := s.ScanByProducerTime(id, producerMS, func(f Fragment) bool {
+		if f.ProducerMS != producerMS {
 			return false
 		}
-		if f.BodyLen == int64(len(nf.Body)) {
+		if f.BodyLen == n {
 			candidates = append(candidates, f)
 		}
 		return true
 	})
+	if err != nil || len(candidates) == 0 {
+		return Fragment{}, false, err
+	}
+	mine, err := body()
 	if err != nil {
 		return Fragment{}, false, err
 	}
 	for _, f := range candidates {
-		_, body, err := s.ReadFragment(id, f)
+		_, stored, err := s.ReadFragment(id, f)
 		if errors.Is(err, ErrFragmentNotFound) {
 			continue // expired meanwhile
 		}
 		if err != nil {
 			return Fragment{}, false, err
 		}
-		if bytes.Equal(body, nf.Body) {
+		if bytes.Equal(stored, mine) {
 			return f, true, nil
 		}
 	}
 	return Fragment{}, false, nil
 }
 
-// segmentFailed closes a segment whose write failed, so the next fragment
-// starts a fresh one rather than appending after a torn write.
-func (s *Store) segmentFailed(st *streamState, err error) error {
-	st.closeSegment()
-	return fmt.Errorf("writing media to disk: %w", err)
-}
-
 // ensureSegment opens the stream's current segment, or a new one when
 // none is open (after a start, which leaves any torn tail of the previous
 // run unreferenced) or the current one is full.
-func (s *Store) ensureSegment(st *streamState, need int64) error {
-	if st.seg != nil && st.segSize+need <= s.opts.SegmentSize {
+func (s *Store) ensureSegment(st *streamState) error {
+	if st.seg != nil && st.segSize < s.opts.SegmentSize {
 		return nil
-	}
-	if st.seg != nil && st.segSize == 0 {
-		return nil // a fragment larger than a segment gets one of its own
 	}
 	st.closeSegment()
 	dir := s.mediaDir(st.id)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("creating the stream's media directory: %w", err)
-	}
 	if st.segID == 0 {
-		entries, _ := os.ReadDir(dir)
+		if _, err := s.fs.Stat(dir); err != nil {
+			if err := s.fs.MkdirAll(dir, 0o755); err != nil {
+				return diskErr("creating the stream's media directory", err)
+			}
+			if !s.opts.NoSync {
+				if err := s.fs.SyncDir(filepath.Dir(dir)); err != nil {
+					return diskErr("syncing the media directory", err)
+				}
+			}
+		}
+		entries, _ := s.fs.ReadDir(dir)
 		for _, e := range entries {
 			if id, ok := parseSegmentName(e.Name()); ok && id > st.segID {
 				st.segID = id
@@ -364,28 +338,20 @@ func (s *Store) ensureSegment(st *streamState, need int64) error {
 		}
 	}
 	st.segID++
-	f, err := os.OpenFile(filepath.Join(dir, segmentName(st.segID)), os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o644)
+	f, err := s.fs.OpenFile(filepath.Join(dir, segmentName(st.segID)), os.O_CREATE|os.O_EXCL|os.O_RDWR|os.O_APPEND, 0o644)
 	if err != nil {
-		return fmt.Errorf("creating a segment file: %w", err)
+		return diskErr("creating a segment file", err)
 	}
-	// Make the new file's directory entry durable too.
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
+	// The new file's directory entry must be durable too, or a power cut
+	// could take the whole file with it.
+	if !s.opts.NoSync {
+		if err := s.fs.SyncDir(dir); err != nil {
+			f.Close()
+			return diskErr("syncing the stream's media directory", err)
+		}
 	}
 	st.seg, st.segSize, st.hdr = f, 0, st.hdr[:0]
 	return nil
-}
-
-func segmentName(id uint32) string { return fmt.Sprintf("%08d.mkv", id) }
-
-func parseSegmentName(n string) (uint32, bool) {
-	base, ok := strings.CutSuffix(n, ".mkv")
-	if !ok {
-		return 0, false
-	}
-	v, err := strconv.ParseUint(base, 10, 32)
-	return uint32(v), err == nil
 }
 
 // Fragment returns one fragment by sequence number.
@@ -467,7 +433,7 @@ func (s *Store) FirstWithProducerTime(id StreamID, producerMS int64) (seq uint64
 			return fmt.Errorf("%w: %s", ErrStreamNotFound, id)
 		}
 		k, v := pb.Cursor().Seek(ptimeKey(producerMS, 0))
-		if k != nil && int64(binary.BigEndian.Uint64(k)) == producerMS {
+		if k != nil && ptimeOf(k) == producerMS {
 			seq, ok = binary.BigEndian.Uint64(v), true
 		}
 		return nil
@@ -495,7 +461,8 @@ func (s *Store) Latest(id StreamID) (uint64, error) {
 // producer connects or disconnects, the stream is deleted (then it returns
 // ErrStreamNotFound), or ctx ends.
 func (s *Store) WaitAfter(ctx context.Context, id StreamID, afterSeq uint64) error {
-	st := s.state(id)
+	st := s.acquire(id)
+	defer s.release(st)
 	ch := st.changed()
 	latest, err := s.Latest(id)
 	if err != nil {
@@ -504,6 +471,8 @@ func (s *Store) WaitAfter(ctx context.Context, id StreamID, afterSeq uint64) err
 	if latest > afterSeq {
 		return nil
 	}
+	st.waiting.Add(1)
+	defer st.waiting.Add(-1)
 	select {
 	case <-ch:
 		if st.isDeleted() {
@@ -519,7 +488,7 @@ func (s *Store) WaitAfter(ctx context.Context, id StreamID, afterSeq uint64) err
 
 // ReadFragment returns a fragment's header and body bytes.
 func (s *Store) ReadFragment(id StreamID, f Fragment) (header, body []byte, err error) {
-	file, err := os.Open(filepath.Join(s.mediaDir(id), segmentName(f.Segment)))
+	file, err := s.fs.OpenFile(filepath.Join(s.mediaDir(id), segmentName(f.Segment)), os.O_RDONLY, 0)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, nil, fmt.Errorf("%w: %s (expired or deleted)", ErrFragmentNotFound, f.Number())

@@ -79,6 +79,11 @@ func TestRecreatedStreamStartsEmpty(t *testing.T) {
 		t.Fatal(err)
 	}
 	appendOK(t, s, old.ID, frag(c.now().UnixMilli()))
+	release, ok := s.AcquireIngest(old.ID) // a PutMedia session holds it
+	if !ok {
+		t.Fatal("no ingest claim")
+	}
+	defer release(false)
 	gone := s.Gone(old.ID)
 	if err := s.DeleteStream(old.ID, ""); err != nil {
 		t.Fatal(err)
@@ -111,6 +116,11 @@ func TestRecreatedStreamStartsEmpty(t *testing.T) {
 	if _, err := os.Stat(s.mediaDir(old.ID)); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("old media left behind: %v", err)
 	}
+	releaseFresh, ok := s.AcquireIngest(fresh.ID)
+	if !ok {
+		t.Fatal("no ingest claim on the new stream")
+	}
+	defer releaseFresh(false)
 	select {
 	case <-s.Gone(fresh.ID):
 		t.Fatal("the new stream is reported gone")

@@ -2,7 +2,6 @@ package store
 
 import (
 	"fmt"
-	"os"
 	"sync"
 	"time"
 
@@ -107,7 +106,7 @@ func (s *Store) settleAll() error {
 				return err
 			}
 			if st.Status == StatusDeleting {
-				if err := os.RemoveAll(s.mediaDir(st.ID)); err != nil {
+				if err := s.fs.RemoveAll(s.mediaDir(st.ID)); err != nil {
 					return fmt.Errorf("removing a deleted stream's media: %w", err)
 				}
 			}

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -74,19 +73,20 @@ func (s *Store) sweepStream(id StreamID, cutoffMS int64) error {
 	if err != nil || removed == 0 {
 		return err
 	}
-	st := s.state(id)
+	st := s.acquire(id)
+	defer s.release(st)
 	st.mu.Lock()
+	defer st.mu.Unlock() // no segment is created meanwhile
 	current := st.segID
 	if st.seg == nil {
 		current = 0
 	}
-	st.mu.Unlock()
 	dir := s.mediaDir(id)
-	entries, _ := os.ReadDir(dir)
+	entries, _ := s.fs.ReadDir(dir)
 	for _, e := range entries {
 		id, ok := parseSegmentName(e.Name())
 		if ok && !used[id] && id != current {
-			_ = os.Remove(filepath.Join(dir, e.Name()))
+			_ = s.fs.Remove(filepath.Join(dir, e.Name()))
 		}
 	}
 	s.log.Info("retention removed fragments", "stream", id.Name(), "fragments", removed)

@@ -158,7 +158,14 @@ func TestDeleteStreamWakesWaiters(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- s.WaitAfter(context.Background(), d.ID, 0) }()
-	time.Sleep(10 * time.Millisecond) // let it wait; the result is the same either way
+	// Delete only once it waits: a waiter that came late would find the
+	// stream gone without the wake-up being needed.
+	waitFor(t, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		st := s.streams[d.ID]
+		return st != nil && st.waiting.Load() == 1
+	})
 	if err := s.DeleteStream(d.ID, ""); err != nil {
 		t.Fatal(err)
 	}

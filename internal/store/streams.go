@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -289,7 +288,8 @@ func (s *Store) UntagStream(id StreamID, keys []string) error {
 // its PutMedia and GetMedia sessions are told (Gone), and it shows as
 // DELETING for the transition delay. ErrNotActive in another status.
 func (s *Store) DeleteStream(id StreamID, version string) error {
-	st := s.state(id)
+	st := s.acquire(id)
+	defer s.release(st)
 	// Appends finish or wait: none lands after the index is gone.
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -325,36 +325,88 @@ func (s *Store) DeleteStream(id StreamID, version string) error {
 	if s.opts.TransitionDelay > 0 {
 		s.settleLater(id, StatusDeleting)
 	}
-	if err := os.RemoveAll(s.mediaDir(id)); err != nil {
+	if err := s.fs.RemoveAll(s.mediaDir(id)); err != nil {
 		s.log.Warn("could not remove a deleted stream's media", "stream", id.Name(), "err", err)
 	}
 	s.log.Info("stream deleted", "stream", id.Name(), "id", id)
 	return nil
 }
 
-// upgrade brings an index written before stream IDs existed up to date:
-// such a stream keeps its name as its ID (the same bucket and directory
-// names as before), and its producer-timestamp index gains the sequence
-// number in its keys so that equal timestamps can be told apart.
+// indexFormat is the layout of the index this code writes, kept in the
+// meta bucket: 2 flips the sign bit of producer timestamps in the
+// producer-time index, so that negative ones sort first.
+const indexFormat = 2
+
+var keyFormat = []byte("format")
+
+// upgrade brings an older index up to date: producer-time keys of format
+// 1 (timestamps as unsigned numbers, which put negative ones last) are
+// rewritten; a stream from before stream IDs existed keeps its name as its
+// ID (the same bucket and directory names as before), and its
+// producer-time index gains the sequence number in its keys, so that equal
+// timestamps can be told apart.
 func (s *Store) upgrade() error {
 	return s.db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		format := uint64(1)
+		if v := meta.Get(keyFormat); len(v) == 8 {
+			format = binary.BigEndian.Uint64(v)
+		}
+		if format > indexFormat {
+			return fmt.Errorf("the index was written by a newer kvsgo (format %d; this one reads up to %d)", format, indexFormat)
+		}
 		b := tx.Bucket(bucketStreams)
-		var old []Stream
+		var all, old []Stream
 		err := b.ForEach(func(_, v []byte) error {
 			var st Stream
 			if err := json.Unmarshal(v, &st); err != nil {
 				return err
 			}
 			if st.ID == "" {
+				st.ID = StreamID(st.Name)
 				old = append(old, st)
 			}
+			all = append(all, st)
 			return nil
 		})
 		if err != nil {
 			return err
 		}
+		type entry struct{ k, v []byte }
+		entries := func(pb *bolt.Bucket, keyLen int) []entry {
+			var list []entry
+			_ = pb.ForEach(func(k, v []byte) error {
+				if len(k) == keyLen {
+					list = append(list, entry{append([]byte(nil), k...), append([]byte(nil), v...)})
+				}
+				return nil
+			})
+			return list
+		}
+		if format < 2 {
+			for _, st := range all {
+				pb := tx.Bucket(ptimeBucket(st.ID))
+				if pb == nil {
+					continue
+				}
+				list := entries(pb, 16)
+				for _, e := range list {
+					if err := pb.Delete(e.k); err != nil {
+						return err
+					}
+				}
+				for _, e := range list {
+					ms := int64(binary.BigEndian.Uint64(e.k)) // format 1: the timestamp as it was
+					if err := pb.Put(ptimeKey(ms, binary.BigEndian.Uint64(e.k[8:])), e.v); err != nil {
+						return err
+					}
+				}
+				if len(list) > 0 {
+					s.log.Info("index upgraded: producer timestamps before 1970 now sort first", "stream", st.Name, "entries", len(list))
+				}
+			}
+		}
 		for _, st := range old {
-			st.ID = StreamID(st.Name)
 			if st.Status == "" {
 				st.Status = StatusActive
 			}
@@ -365,15 +417,7 @@ func (s *Store) upgrade() error {
 			if pb == nil {
 				continue
 			}
-			type entry struct{ k, v []byte }
-			var legacy []entry
-			_ = pb.ForEach(func(k, v []byte) error {
-				if len(k) == 8 {
-					legacy = append(legacy, entry{append([]byte(nil), k...), append([]byte(nil), v...)})
-				}
-				return nil
-			})
-			for _, e := range legacy {
+			for _, e := range entries(pb, 8) {
 				if err := pb.Delete(e.k); err != nil {
 					return err
 				}
@@ -384,6 +428,9 @@ func (s *Store) upgrade() error {
 				}
 			}
 			s.log.Info("index upgraded", "stream", st.Name)
+		}
+		if format != indexFormat {
+			return meta.Put(keyFormat, binary.BigEndian.AppendUint64(nil, indexFormat))
 		}
 		return nil
 	})
