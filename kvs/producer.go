@@ -162,16 +162,25 @@ type Producer struct {
 	stats      Stats
 	warned     map[string]bool
 	// what the connection is doing, guarded by mu
-	sendID       uint64
-	sendOff      int
-	awaiting     []awaited // fragments sent on this connection and not yet acknowledged
-	writeSince   time.Time // a Write to the connection under way since
-	writing      bool      // the fragment at sendID is being written
-	abortSend    bool
-	staleErr     error
-	lastProgress time.Time // last RECEIVED or PERSISTED, or Close
-	errStreak    int       // ERROR acks in a row
-	pending      []Event   // events queued under mu, sent after it is released
+	sendID        uint64
+	sendOff       int
+	awaiting      []awaited // fragments sent on this connection and not yet acknowledged
+	writeSince    time.Time // a Write to the connection under way since
+	writing       bool      // the fragment at sendID is being written
+	abortSend     bool
+	live          *Session // the connection Put may write new frames to itself; nil when it may not
+	writerBusy    bool     // the connection's loop is writing, outside mu
+	ackWait       bool     // the connection's loop waits for an ack before it sends more
+	sent          []byte   // the stream header last sent on the connection
+	ended         uint64   // 1 + the fragment an END_OF_FRAGMENT tag was written after
+	opened        time.Time
+	maxAge        time.Duration
+	deadline      *time.Timer // the watchdog's: the earliest ack or write deadline
+	deadlineArmed bool
+	staleErr      error
+	lastProgress  time.Time // last RECEIVED or PERSISTED, or Close
+	errStreak     int       // ERROR acks in a row
+	pending       []Event   // events queued under mu, sent after it is released
 	// the service's limits, kept across connections
 	starts   []time.Time // when the last MaxFragmentRate fragments started going out
 	tokens   float64     // bytes that may go out now
@@ -416,7 +425,9 @@ func (p *Producer) put(f media.Frame) error {
 	if p.stats.Fragments != before {
 		p.trimOverflow()
 	}
-	p.wake()
+	if p.sendNow() {
+		p.wake()
+	}
 	return nil
 }
 
@@ -512,8 +523,10 @@ func (p *Producer) Close(ctx context.Context) (Stats, error) {
 	p.wake()
 	// Wait while there is progress. While the service cannot be reached,
 	// the reconnect loop's own GiveUpAfter decides.
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
+	// A timer to when the wait would have gone CloseTimeout without
+	// progress; on waking it looks again at the progress since.
+	stall := time.NewTimer(p.cfg.CloseTimeout)
+	defer stall.Stop()
 	var err error
 wait:
 	for {
@@ -523,14 +536,15 @@ wait:
 		case <-ctx.Done():
 			err = ctx.Err()
 			break wait
-		case <-tick.C:
+		case <-stall.C:
 			p.mu.Lock()
-			stalled := p.cfg.Now().Sub(p.lastProgress) > p.cfg.CloseTimeout
+			left := p.cfg.CloseTimeout - p.cfg.Now().Sub(p.lastProgress)
 			p.mu.Unlock()
-			if stalled {
+			if left < 0 {
 				err = fmt.Errorf("gave up waiting %s for the service to acknowledge the last fragments", p.cfg.CloseTimeout)
 				break wait
 			}
+			stall.Reset(left + time.Millisecond)
 		}
 	}
 	p.cancel()
