@@ -52,12 +52,6 @@ func BenchmarkProducerPut(b *testing.B) {
 	<-p.done
 }
 
-type fixedEndpoint struct{ url string }
-
-func (f *fixedEndpoint) PrepareStream(context.Context, StreamSetup) (string, int32, error) {
-	return f.url, 24, nil
-}
-
 // BenchmarkPutToPeerLatency: frames put one every 2 ms (a camera's pace,
 // sped up) reach a loopback peer that demuxes them; it reports the delay
 // from Put to the peer reading the frame, p50 and p99.
