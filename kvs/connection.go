@@ -208,6 +208,11 @@ type fragmentStart struct {
 // stream runs one session: the header, then every fragment not yet
 // acknowledged, then new bytes as they come. It returns whether the session
 // worked (the service acknowledged data) and why it ended.
+//
+// While the connection keeps up, the bytes of new frames do not come
+// through here: Put writes them to the socket itself (sendNow). This loop
+// sends the header, the backlog, what the socket did not take at once, and
+// whatever waits for the service's limits, and it is woken only for those.
 func (p *Producer) stream(sess *Session, endpoint string, maxAge time.Duration) (worked bool, err error) {
 	acksDone := make(chan struct{})
 	var gotAck atomic.Bool
@@ -227,10 +232,14 @@ func (p *Producer) stream(sess *Session, endpoint string, maxAge time.Duration) 
 			p.handleAck(a)
 		}
 	}()
+	deadline := time.NewTimer(time.Hour)
+	deadline.Stop()
 	watchdogDone := make(chan struct{})
 	stopWatchdog := make(chan struct{})
-	go p.watchdog(sess, stopWatchdog, watchdogDone)
 	defer func() {
+		p.mu.Lock()
+		p.live = nil // Put writes no more to it
+		p.mu.Unlock()
 		close(stopWatchdog)
 		<-watchdogDone
 		sess.Abort()
@@ -244,10 +253,11 @@ func (p *Producer) stream(sess *Session, endpoint string, maxAge time.Duration) 
 			err = p.staleErr
 		}
 		p.awaiting = p.awaiting[:0]
+		p.deadline, p.deadlineArmed = nil, false
 		p.mu.Unlock()
 	}()
-	opened := p.cfg.Now()
 	p.mu.Lock()
+	now := p.cfg.Now()
 	if f := p.buf.First(); f != nil {
 		p.sendID = f.ID
 	} else {
@@ -258,153 +268,104 @@ func (p *Producer) stream(sess *Session, endpoint string, maxAge time.Duration) 
 	}
 	p.sendOff, p.abortSend, p.staleErr = 0, false, nil
 	p.awaiting = p.awaiting[:0]
-	p.writeSince = p.cfg.Now()
+	p.deadline, p.deadlineArmed = deadline, false
+	p.opened, p.maxAge, p.ended = now, maxAge, 0
+	p.writeSince = now
 	// What the old connection sent without an ack reached the service, if
 	// at all, before now.
 	for i := range p.starts {
 		if !p.starts[i].acked {
-			p.starts[i].at, p.starts[i].acked = p.writeSince, true
+			p.starts[i].at, p.starts[i].acked = now, true
 		}
 	}
+	p.armDeadline(now)
 	p.stats.Connected = true
 	// Every connection starts with the header of the first fragment it
 	// sends (a resend after a new header mid-stream uses the old one).
-	sent := p.path.header
+	p.sent = p.path.header
 	if f := p.buf.Get(p.sendID); f != nil && f.Header != nil {
-		sent = f.Header
+		p.sent = f.Header
 	}
+	sent := p.sent
 	p.mu.Unlock()
+	go p.watchdog(sess, deadline, stopWatchdog, watchdogDone)
 	if _, err := sess.Write(sent); err != nil {
 		return false, p.sessionErr(sess, err)
 	}
 	p.mu.Lock()
 	p.writeSince = time.Time{}
+	p.live = sess
 	p.mu.Unlock()
 	p.event(Event{Type: EventConnected, Message: "streaming to " + endpoint})
-	tick := time.NewTicker(250 * time.Millisecond)
-	defer tick.Stop()
 	pause := time.NewTimer(time.Hour)
+	pause.Stop()
 	defer pause.Stop()
-	var ended uint64 // 1 + the fragment an END_OF_FRAGMENT tag was written after
 	for {
 		p.mu.Lock()
-		if p.abortSend {
+		now := p.cfg.Now()
+		if sess.Pending() {
+			// What the socket did not take when Put wrote it.
+			p.startWrite(now)
 			p.mu.Unlock()
-			return false, errors.New("starting the connection over")
-		}
-		f := p.buf.Get(p.sendID)
-		if f == nil {
-			if first := p.buf.First(); first != nil && first.ID > p.sendID {
-				p.sendID, p.sendOff = first.ID, 0 // released or dropped meanwhile
-				p.mu.Unlock()
-				continue
-			}
-		}
-		next := p.buf.Get(p.sendID + 1)
-		var chunk []byte
-		var wait time.Duration
-		header := false
-		switch {
-		case f != nil && p.sendOff == 0 && f.Complete && next != nil && (f.Acked == AckPersisted || f.Acked == AckError || f.Damaged):
-			p.sendID++ // the service has it, or refused it for good, or it cannot be read: do not send it
-			p.mu.Unlock()
-			continue
-		case f != nil && p.sendOff == 0 && f.Size > 0 && f.Header != nil && !sameHeader(f.Header, sent):
-			// The tracks changed: a new header, on the same connection.
-			chunk, header = f.Header, true
-			p.writing, p.writeSince = true, p.cfg.Now()
-		case f != nil && p.sendOff < f.Size:
-			now := p.cfg.Now()
-			if p.sendOff == 0 {
-				wait = p.startWait(now) // -1: wait for an ack
-			}
-			if wait == 0 {
-				data, err := p.buf.Read(f, p.sendOff)
-				if err != nil {
-					p.damaged(f, err)
-					p.mu.Unlock()
-					continue
-				}
-				chunk, wait = p.take(data, now)
-			}
-			if wait == 0 {
-				if p.sendOff == 0 {
-					p.sending(f, now)
-				}
-				p.writing, p.writeSince = true, now
-			}
-		case f != nil && f.Complete && next != nil:
-			p.sendID, p.sendOff = p.sendID+1, 0
-			if p.cfg.Now().Sub(opened) > maxAge {
-				p.mu.Unlock()
-				p.closeGracefully(sess)
-				return true, errRotate
-			}
-			p.mu.Unlock()
-			continue
-		case f != nil && f.Complete && p.sendOff >= f.Size:
-			// The last fragment buffered, complete and sent whole. One
-			// from an earlier run whose successor never reached the disk
-			// does not end with END_OF_FRAGMENT: the service cannot know
-			// it is complete until something follows it, so the tag goes
-			// out on the connection.
-			if ended != f.ID+1 && !bytes.HasSuffix(f.Data, endOfFragment) && (f.Data != nil || f.Recovered) {
-				if data, err := p.buf.Read(f, 0); err == nil && !bytes.HasSuffix(data, endOfFragment) {
-					chunk, ended = endOfFragment, f.ID+1
-					p.writing, p.writeSince = true, p.cfg.Now()
-					break
-				}
-			}
-			p.sentWhole(f.ID+1, p.cfg.Now()) // its PERSISTED is due
-		}
-		closing := p.closing
-		p.mu.Unlock()
-
-		var timer <-chan time.Time
-		switch {
-		case wait < 0:
-			// Too many fragments out without their BUFFERING: an ack wakes
-			// the loop, and the watchdog ends a wait that goes stale.
-		case wait > 0:
-			// The service's limits: the next fragment's turn, or the bytes
-			// allowed to build up.
-			pause.Reset(wait)
-			timer = pause.C
-		case chunk != nil:
-			n, err := sess.Write(chunk)
+			err := sess.Flush()
 			p.mu.Lock()
-			switch {
-			case header:
-				sent = chunk
-			case ended != 0 && &chunk[0] == &endOfFragment[0]:
-			default:
-				p.sendOff += n
-			}
-			p.stats.BytesSent += int64(n)
-			p.writing, p.writeSince = false, time.Time{}
+			p.endWrite()
 			p.mu.Unlock()
 			if err != nil {
 				return false, p.sessionErr(sess, err)
 			}
 			continue
-		case closing && p.finished():
-			p.closeGracefully(sess)
-			return true, nil
 		}
+		st := p.nextStep(now)
+		var timer <-chan time.Time
+		switch st.kind {
+		case stepAbort:
+			p.mu.Unlock()
+			return false, errors.New("starting the connection over")
+		case stepRotate, stepClose:
+			p.live = nil
+			p.mu.Unlock()
+			p.closeGracefully(sess)
+			if st.kind == stepRotate {
+				return true, errRotate
+			}
+			return true, nil
+		case stepData, stepHeader, stepEnd:
+			if st.start != nil {
+				p.sending(st.start, now)
+				st.start = nil
+			}
+			p.startWrite(now)
+			p.mu.Unlock()
+			n, err := sess.Write(st.chunk)
+			p.mu.Lock()
+			p.wrote(st, n, now)
+			p.endWrite()
+			p.mu.Unlock()
+			if err != nil {
+				return false, p.sessionErr(sess, err)
+			}
+			continue
+		case stepWait:
+			// The service's limits: the next fragment's turn, or the bytes
+			// allowed to build up.
+			pause.Reset(st.wait)
+			timer = pause.C
+		case stepIdle:
+			// New bytes (that Put could not write), an ack awaited, Close,
+			// or the connection's end wake the loop.
+		}
+		p.mu.Unlock()
 		select {
 		case <-p.notify:
-		case <-tick.C:
 		case <-timer:
 		case <-sess.Done():
 			return false, p.sessionErr(sess, sess.Err())
 		case <-p.ctx.Done():
 			return false, p.ctx.Err()
 		}
-		if timer != nil && !pause.Stop() {
-			select { // drained, so that the next Reset starts afresh
-			case <-pause.C:
-			default:
-			}
+		if timer != nil {
+			pause.Stop()
 		}
 	}
 }
@@ -472,6 +433,7 @@ func (p *Producer) sending(f *Fragment, now time.Time) {
 	// service completes a fragment when the next one starts.
 	p.sentWhole(f.ID, now)
 	p.awaiting = append(p.awaiting, awaited{id: f.ID, tc: f.Timecode, firstBy: now})
+	p.armDeadline(now)
 }
 
 // sentWhole starts the PERSISTED deadline of the fragments before id; mu
@@ -480,6 +442,7 @@ func (p *Producer) sentWhole(id uint64, now time.Time) {
 	for i := range p.awaiting {
 		if a := &p.awaiting[i]; a.id < id && a.finalBy.IsZero() {
 			a.finalBy = now
+			p.armDeadline(now)
 		}
 	}
 }
@@ -520,23 +483,27 @@ func (p *Producer) damaged(f *Fragment, err error) {
 
 // watchdog aborts a session that has gone stale: a fragment sent without
 // an acknowledgement of its own, or a write the connection does not take,
-// for AckTimeout.
-func (p *Producer) watchdog(sess *Session, stop <-chan struct{}, done chan<- struct{}) {
+// for AckTimeout. It sleeps until the earliest such deadline (armDeadline),
+// not on a ticker: a healthy stream wakes it about once per AckTimeout.
+func (p *Producer) watchdog(sess *Session, deadline *time.Timer, stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
-	t := time.NewTicker(100 * time.Millisecond)
-	defer t.Stop()
+	defer deadline.Stop()
 	for {
 		select {
 		case <-stop:
 			return
 		case <-sess.Done():
 			return
-		case <-t.C:
+		case <-deadline.C:
 		}
 		p.mu.Lock()
-		stale := p.stale(p.cfg.Now())
+		p.deadlineArmed = false
+		now := p.cfg.Now()
+		stale := p.stale(now)
 		if stale != nil {
 			p.staleErr = stale
+		} else {
+			p.armDeadline(now)
 		}
 		p.mu.Unlock()
 		if stale != nil {
@@ -544,6 +511,33 @@ func (p *Producer) watchdog(sess *Session, stop <-chan struct{}, done chan<- str
 			return
 		}
 	}
+}
+
+// armDeadline sets the watchdog's timer to the earliest deadline, unless
+// it is set already: a deadline set later is never earlier than those
+// before it (each is its start plus AckTimeout), and the watchdog re-arms
+// for what is left when it wakes. mu is held.
+func (p *Producer) armDeadline(now time.Time) {
+	if p.deadline == nil || p.deadlineArmed {
+		return
+	}
+	var first time.Time
+	earlier := func(t time.Time) {
+		if !t.IsZero() && (first.IsZero() || t.Before(first)) {
+			first = t
+		}
+	}
+	for _, a := range p.awaiting {
+		earlier(a.firstBy)
+		earlier(a.finalBy)
+	}
+	earlier(p.writeSince)
+	if first.IsZero() {
+		return
+	}
+	p.deadlineArmed = true
+	// Just past the limit: stale is "longer than AckTimeout".
+	p.deadline.Reset(max(first.Add(p.cfg.AckTimeout).Sub(now), 0) + time.Millisecond)
 }
 
 // stale says why the connection is stale, or nil; mu is held.
@@ -622,9 +616,14 @@ func (p *Producer) handleAck(a Ack) {
 		p.handleErrorAck(a)
 	}
 	p.buf.Release(p.released, p.sendID)
+	// The connection's loop needs the ack only when it waits for one, is
+	// to start over, or is closing; otherwise it sleeps on.
+	wake := p.ackWait || p.abortSend || p.closing || p.live == nil
 	p.mu.Unlock()
 	p.flush()
-	p.wake()
+	if wake {
+		p.wake()
+	}
 }
 
 // acknowledged settles what a fragment's own ack makes due no more; mu is

@@ -7,143 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"slices"
 	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-
 	"github.com/kvsgo/kvsgo/media"
 )
-
-// ProducerConfig configures a Producer. Zero values take the defaults in
-// brackets.
-type ProducerConfig struct {
-	Stream       StreamSetup
-	ControlPlane ControlPlane
-	Credentials  aws.CredentialsProvider
-	Region       string
-	HTTPClient   *http.Client
-	Logger       *slog.Logger
-	Now          func() time.Time
-	// OnEvent is called for everything worth telling the user; it must not
-	// block.
-	OnEvent func(Event)
-
-	// Buffer holds the fragments until the service has persisted them [a
-	// MemoryBuffer]. A DiskBuffer keeps them across restarts: what it holds
-	// from an earlier run is sent first, oldest first, and the new video
-	// after it.
-	Buffer Buffer
-	// BufferDuration and BufferBytes bound the buffer: past them the
-	// oldest whole fragments are dropped, each one reported.
-	BufferDuration time.Duration // oldest to newest fragment held [120 s]
-	BufferBytes    int64         // bytes held [128 MiB]
-	// AckTimeout: a fragment sent without an acknowledgement of its own
-	// (BUFFERING once its first bytes are sent, PERSISTED once it is sent
-	// whole) for this long makes the connection stale [10 s].
-	AckTimeout time.Duration
-	// MaxFragmentRate and MaxBytesPerSecond are the service's limits per
-	// stream, which the producer keeps when it catches up on a backlog
-	// [5 fragments a second, 12.5 MB/s].
-	MaxFragmentRate   int
-	MaxBytesPerSecond int64
-	MaxConnectionAge  time.Duration // rotate before the service's 45 min [40 min]
-	GiveUpAfter       time.Duration // fail after this long without a working connection [never]
-	CloseTimeout      time.Duration // at Close, give up after this long connected without progress [30 s]
-	RetryMin          time.Duration // first reconnect delay [500 ms]
-	RetryMax          time.Duration // longest reconnect delay [10 s]
-
-	// InterleaveWindow bounds how long a frame waits for the other
-	// tracks' frames of the same time, and a key frame for its leading
-	// pictures, in media time [1 s].
-	InterleaveWindow time.Duration
-	// DiscontinuityThreshold: a timestamp this far ahead of the stream, or
-	// half of it behind its own track, is a jump of the source's clock
-	// that the producer re-bases [1 s].
-	DiscontinuityThreshold time.Duration
-	// AudioFragmentDuration is the fragment length of a stream without
-	// video, which has no key frames to start fragments at [2 s].
-	AudioFragmentDuration time.Duration
-}
-
-func (c *ProducerConfig) defaults() {
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
-	if c.Now == nil {
-		c.Now = time.Now
-	}
-	if c.OnEvent == nil {
-		c.OnEvent = func(Event) {}
-	}
-	if c.BufferDuration == 0 {
-		c.BufferDuration = 120 * time.Second
-	}
-	if c.BufferBytes == 0 {
-		c.BufferBytes = 128 << 20
-	}
-	if c.AckTimeout == 0 {
-		c.AckTimeout = 10 * time.Second
-	}
-	if c.MaxFragmentRate == 0 {
-		c.MaxFragmentRate = 5
-	}
-	if c.MaxBytesPerSecond == 0 {
-		c.MaxBytesPerSecond = 12_500_000
-	}
-	if c.Buffer == nil {
-		c.Buffer = &MemoryBuffer{}
-	}
-	if c.MaxConnectionAge == 0 {
-		c.MaxConnectionAge = 40 * time.Minute
-	}
-	if c.CloseTimeout == 0 {
-		c.CloseTimeout = 30 * time.Second
-	}
-	if c.RetryMin == 0 {
-		c.RetryMin = 500 * time.Millisecond
-	}
-	if c.RetryMax == 0 {
-		c.RetryMax = 10 * time.Second
-	}
-	if c.InterleaveWindow == 0 {
-		c.InterleaveWindow = time.Second
-	}
-	if c.DiscontinuityThreshold == 0 {
-		c.DiscontinuityThreshold = time.Second
-	}
-	if c.AudioFragmentDuration == 0 {
-		c.AudioFragmentDuration = 2 * time.Second
-	}
-}
-
-// EventType says what an Event reports.
-type EventType int
-
-// Producer events.
-const (
-	EventConnected EventType = iota + 1
-	EventDisconnected
-	EventAck
-	EventAckError
-	EventDropped
-	EventWarning
-	EventFatal
-	// EventDiscontinuity: the source's timestamps jumped; the stream was
-	// re-based onto its own clock.
-	EventDiscontinuity
-)
-
-// Event is something the producer tells its user.
-type Event struct {
-	Type    EventType
-	Time    time.Time
-	Message string
-	Ack     Ack
-	Err     error
-}
 
 // Producer streams frames to one Kinesis video stream over PutMedia. Put
 // frames from one goroutine; Close at the end.
@@ -162,16 +31,25 @@ type Producer struct {
 	stats      Stats
 	warned     map[string]bool
 	// what the connection is doing, guarded by mu
-	sendID       uint64
-	sendOff      int
-	awaiting     []awaited // fragments sent on this connection and not yet acknowledged
-	writeSince   time.Time // a Write to the connection under way since
-	writing      bool      // the fragment at sendID is being written
-	abortSend    bool
-	staleErr     error
-	lastProgress time.Time // last RECEIVED or PERSISTED, or Close
-	errStreak    int       // ERROR acks in a row
-	pending      []Event   // events queued under mu, sent after it is released
+	sendID        uint64
+	sendOff       int
+	awaiting      []awaited // fragments sent on this connection and not yet acknowledged
+	writeSince    time.Time // a Write to the connection under way since
+	writing       bool      // the fragment at sendID is being written
+	abortSend     bool
+	live          *Session // the connection Put may write new frames to itself; nil when it may not
+	writerBusy    bool     // the connection's loop is writing, outside mu
+	ackWait       bool     // the connection's loop waits for an ack before it sends more
+	sent          []byte   // the stream header last sent on the connection
+	ended         uint64   // 1 + the fragment an END_OF_FRAGMENT tag was written after
+	opened        time.Time
+	maxAge        time.Duration
+	deadline      *time.Timer // the watchdog's: the earliest ack or write deadline
+	deadlineArmed bool
+	staleErr      error
+	lastProgress  time.Time // last RECEIVED or PERSISTED, or Close
+	errStreak     int       // ERROR acks in a row
+	pending       []Event   // events queued under mu, sent after it is released
 	// the service's limits, kept across connections
 	starts   []fragmentStart // the last MaxFragmentRate fragments that started going out
 	tokens   float64         // bytes that may go out now
@@ -340,39 +218,11 @@ func sameTrack(a, b media.Track) bool {
 		a.Name == b.Name && a.Width == b.Width && a.Height == b.Height && a.SampleRate == b.SampleRate && a.Channels == b.Channels
 }
 
-func (p *Producer) event(e Event) {
-	e.Time = p.cfg.Now()
-	p.cfg.OnEvent(e)
-}
-
 func (p *Producer) wake() {
 	select {
 	case p.notify <- struct{}{}:
 	default:
 	}
-}
-
-// queue records an event while mu is held; flush sends queued events
-// once it is released, so that OnEvent may call back into the producer.
-func (p *Producer) queue(e Event) { p.pending = append(p.pending, e) }
-
-func (p *Producer) flush() {
-	p.mu.Lock()
-	events := p.pending
-	p.pending = nil
-	p.mu.Unlock()
-	for _, e := range events {
-		p.event(e)
-	}
-}
-
-// warnOnce queues a warning the first time; mu must be held.
-func (p *Producer) warnOnce(key, msg string) {
-	if p.warned[key] {
-		return
-	}
-	p.warned[key] = true
-	p.queue(Event{Type: EventWarning, Message: msg})
 }
 
 // Put adds a frame. It returns at once: the frame goes out on the
@@ -416,7 +266,9 @@ func (p *Producer) put(f media.Frame) error {
 	if p.stats.Fragments != before {
 		p.trimOverflow()
 	}
-	p.wake()
+	if p.sendNow() {
+		p.wake()
+	}
 	return nil
 }
 
@@ -512,8 +364,10 @@ func (p *Producer) Close(ctx context.Context) (Stats, error) {
 	p.wake()
 	// Wait while there is progress. While the service cannot be reached,
 	// the reconnect loop's own GiveUpAfter decides.
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
+	// A timer to when the wait would have gone CloseTimeout without
+	// progress; on waking it looks again at the progress since.
+	stall := time.NewTimer(p.cfg.CloseTimeout)
+	defer stall.Stop()
 	var err error
 wait:
 	for {
@@ -523,14 +377,15 @@ wait:
 		case <-ctx.Done():
 			err = ctx.Err()
 			break wait
-		case <-tick.C:
+		case <-stall.C:
 			p.mu.Lock()
-			stalled := p.cfg.Now().Sub(p.lastProgress) > p.cfg.CloseTimeout
+			left := p.cfg.CloseTimeout - p.cfg.Now().Sub(p.lastProgress)
 			p.mu.Unlock()
-			if stalled {
+			if left < 0 {
 				err = fmt.Errorf("gave up waiting %s for the service to acknowledge the last fragments", p.cfg.CloseTimeout)
 				break wait
 			}
+			stall.Reset(left + time.Millisecond)
 		}
 	}
 	p.cancel()

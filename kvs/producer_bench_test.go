@@ -3,9 +3,6 @@ package kvs
 import (
 	"context"
 	"encoding/binary"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"slices"
 	"sync"
 	"syscall"
@@ -20,17 +17,16 @@ func cpuTime() time.Duration {
 }
 
 // BenchmarkProducerPut: one op is one 4 kB frame (about 1 Mbit/s at 30
-// fps) put into a Producer and written to a loopback HTTP peer that only
-// reads. It reports the process CPU per frame: the producer's whole path,
-// Matroska, buffer, connection, kernel.
+// fps) put into a Producer as fast as it takes them, and written to a
+// loopback peer that demuxes and acknowledges each fragment (it must: the
+// producer sends at most 2 fragments ahead of their BUFFERING). It reports
+// the process CPU per frame: the producer's whole path, Matroska, buffer,
+// connection, kernel, and the peer's demuxing, in the same process.
 func BenchmarkProducerPut(b *testing.B) {
-	peer := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-	}))
-	defer peer.Close()
-	cp := &fixedEndpoint{url: peer.URL}
-	p, err := NewProducer(context.Background(), ProducerConfig{Stream: StreamSetup{Name: "bench"}, ControlPlane: cp,
-		Credentials: testCreds(), Region: "us-east-1", BufferBytes: 1 << 40, BufferDuration: 1 << 50}, testTrack)
+	peer := newFakeKVS(b)
+	p, err := NewProducer(context.Background(), ProducerConfig{Stream: StreamSetup{Name: "bench"}, ControlPlane: peer,
+		Credentials: testCreds(), Region: "us-east-1", BufferBytes: 1 << 40, BufferDuration: 1 << 50,
+		MaxFragmentRate: 1000}, testTrack) // not the service's 5 a second: fragments here are 30 frames put at once
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -56,12 +52,6 @@ func BenchmarkProducerPut(b *testing.B) {
 	<-p.done
 }
 
-type fixedEndpoint struct{ url string }
-
-func (f *fixedEndpoint) PrepareStream(context.Context, StreamSetup) (string, int32, error) {
-	return f.url, 24, nil
-}
-
 // BenchmarkPutToPeerLatency: frames put one every 2 ms (a camera's pace,
 // sped up) reach a loopback peer that demuxes them; it reports the delay
 // from Put to the peer reading the frame, p50 and p99.
@@ -83,7 +73,8 @@ func BenchmarkPutToPeerLatency(b *testing.B) {
 		mu.Unlock()
 	}
 	p, err := NewProducer(context.Background(), ProducerConfig{Stream: StreamSetup{Name: "bench"}, ControlPlane: srv,
-		Credentials: testCreds(), Region: "us-east-1"}, testTrack)
+		Credentials: testCreds(), Region: "us-east-1", MaxFragmentRate: 1000}, testTrack) // fragments of 60 ms here
+
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -25,17 +25,23 @@ type SessionConfig struct {
 	Stream      string
 	Region      string
 	Credentials aws.Credentials
-	HTTPClient  *http.Client
-	Now         func() time.Time
+	// HTTPClient, when set, carries the request (and net/http its body,
+	// through a pipe). Without it, and without a proxy for the endpoint,
+	// the session opens its own connection and writes each chunk of the
+	// body straight to the socket: one system call per frame, no goroutine
+	// in between.
+	HTTPClient *http.Client
+	Now        func() time.Time
 	// ClockOffset is added to Now to sign the request: how far the
 	// service's clock is ahead of this machine's.
 	ClockOffset time.Duration
 }
 
 // Session is one long-lived PutMedia request: Write sends Matroska bytes
-// as they come, Acks delivers the service's acknowledgements.
+// as they come, Acks delivers the service's acknowledgements. Write,
+// TryWrite, Flush and CloseBody are called by one writer at a time.
 type Session struct {
-	pw     *io.PipeWriter
+	body   sessionBody
 	acks   chan Ack
 	done   chan struct{}
 	err    error // why the response ended; valid once done is closed
@@ -46,6 +52,24 @@ type Session struct {
 	// in nanoseconds, once the response has come; hasSkew says it did.
 	skew    atomic.Int64
 	hasSkew atomic.Bool
+}
+
+// sessionBody is how the request body reaches the connection.
+type sessionBody interface {
+	// Write sends p whole as one chunk, blocking.
+	Write(p []byte) (int, error)
+	// TryWrite hands p over without blocking: false when it cannot take
+	// it now (then nothing of p was taken). What the socket does not take
+	// at once is kept and goes out first with the next Flush or Write.
+	TryWrite(p []byte) bool
+	// Pending reports bytes TryWrite kept.
+	Pending() bool
+	// Flush sends what TryWrite kept, blocking.
+	Flush() error
+	// Close ends the body (the last chunk).
+	Close() error
+	// Abort breaks the body off with err.
+	Abort(err error)
 }
 
 var errAborted = errors.New("connection aborted")
@@ -62,20 +86,16 @@ const skewThreshold = 4 * time.Minute
 // ERROR ack): the HTTP status and AWS error name are in the message.
 var ErrRefused = errors.New("PutMedia refused")
 
-// OpenSession starts a PutMedia request. The request is sent with the
-// first Write (the service answers once the body starts).
+// OpenSession starts a PutMedia request. The request is sent at once; the
+// body waits for the service's go-ahead (100 Continue), so the first
+// Write may block until it comes.
 func OpenSession(ctx context.Context, cfg SessionConfig) (*Session, error) {
 	now := time.Now
 	if cfg.Now != nil {
 		now = cfg.Now
 	}
-	client := cfg.HTTPClient
-	if client == nil {
-		client = http.DefaultClient
-	}
 	ctx, cancel := context.WithCancel(ctx)
-	pr, pw := io.Pipe()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.Endpoint+"/putMedia", pr)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.Endpoint+"/putMedia", nil)
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("PutMedia endpoint %q: %w", cfg.Endpoint, err)
@@ -97,21 +117,25 @@ func OpenSession(ctx context.Context, cfg SessionConfig) (*Session, error) {
 	// once rather than after the server has drained the body. Not signed:
 	// servers take it out of the headers they verify.
 	h.Set("Expect", "100-continue")
-	s := &Session{pw: pw, acks: make(chan Ack, 256), done: make(chan struct{}), cancel: cancel, opened: t, now: now}
-	go s.run(client, req, pr, cfg.ClockOffset)
+	s := &Session{acks: make(chan Ack, 256), done: make(chan struct{}), cancel: cancel, opened: t, now: now}
+	if cfg.HTTPClient == nil && !proxied(req) {
+		s.body = startConnSession(ctx, s, req, cfg.ClockOffset)
+	} else {
+		s.body = startHTTPSession(s, cfg.HTTPClient, req, cfg.ClockOffset)
+	}
 	return s, nil
 }
 
-func (s *Session) run(client *http.Client, req *http.Request, pr *io.PipeReader, offset time.Duration) {
-	defer close(s.done)
-	defer close(s.acks)
-	resp, err := client.Do(req)
-	if err != nil {
-		s.err = fmt.Errorf("connecting to %s: %w", req.URL.Host, err)
-		pr.CloseWithError(s.err)
-		return
-	}
-	defer resp.Body.Close()
+// proxied reports whether the environment sends the request through a
+// proxy (HTTPS_PROXY and the like), which net/http knows how to use.
+func proxied(req *http.Request) bool {
+	u, err := http.ProxyFromEnvironment(req)
+	return err != nil || u != nil
+}
+
+// response reads the service's answer: a refusal, or the acks until the
+// response ends. It returns why the response ended.
+func (s *Session) response(resp *http.Response, offset time.Duration) error {
 	if d, err := http.ParseTime(resp.Header.Get("Date")); err == nil {
 		s.skew.Store(int64(d.Sub(s.now())))
 		s.hasSkew.Store(true)
@@ -132,9 +156,7 @@ func (s *Session) run(client *http.Client, req *http.Request, pr *io.PipeReader,
 				err = fmt.Errorf("%w (%w)", err, ErrAuth)
 			}
 		}
-		s.err = err
-		pr.CloseWithError(err)
-		return
+		return err
 	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 4096), 64<<10)
@@ -149,11 +171,10 @@ func (s *Session) run(client *http.Client, req *http.Request, pr *io.PipeReader,
 		}
 		s.acks <- a
 	}
-	s.err = sc.Err()
-	if s.err == nil {
-		s.err = io.EOF
+	if err := sc.Err(); err != nil {
+		return err
 	}
-	pr.CloseWithError(fmt.Errorf("the service ended the PutMedia response: %w", s.err))
+	return io.EOF
 }
 
 // Skew returns how far the service's clock (its response's Date header)
@@ -162,8 +183,20 @@ func (s *Session) Skew() (time.Duration, bool) {
 	return time.Duration(s.skew.Load()), s.hasSkew.Load()
 }
 
-// Write sends bytes on the connection; it blocks until they are taken.
-func (s *Session) Write(p []byte) (int, error) { return s.pw.Write(p) }
+// Write sends bytes on the connection as one chunk, after what TryWrite
+// kept; it blocks until they are taken.
+func (s *Session) Write(p []byte) (int, error) { return s.body.Write(p) }
+
+// TryWrite sends p as one chunk if that can be done without blocking: it
+// reports whether p was taken (whole: what the socket did not take at
+// once is kept, and Pending says so until Flush sends it).
+func (s *Session) TryWrite(p []byte) bool { return s.body.TryWrite(p) }
+
+// Pending reports bytes TryWrite took that are not on the socket yet.
+func (s *Session) Pending() bool { return s.body.Pending() }
+
+// Flush sends what TryWrite kept, blocking.
+func (s *Session) Flush() error { return s.body.Flush() }
 
 // Acks returns the acknowledgements; the channel closes when the response
 // ends.
@@ -178,11 +211,11 @@ func (s *Session) Err() error { return s.err }
 
 // CloseBody ends the request body, as at the end of a stream; the service
 // then finishes its response.
-func (s *Session) CloseBody() error { return s.pw.Close() }
+func (s *Session) CloseBody() error { return s.body.Close() }
 
 // Abort tears the connection down at once.
 func (s *Session) Abort() {
 	s.cancel()
-	s.pw.CloseWithError(errAborted)
+	s.body.Abort(errAborted)
 	<-s.done
 }

@@ -241,9 +241,12 @@ func putStream(ctx context.Context, env *cliEnv, log *slog.Logger, f putFlags, s
 			}
 		}()
 	}
+	setup := kvs.StreamSetup{Name: f.stream, Create: !f.noCreate, RetentionHours: int32(f.retention), DeviceName: "kvsgo"}
 	pcfg := kvs.ProducerConfig{
-		Stream:       kvs.StreamSetup{Name: f.stream, Create: !f.noCreate, RetentionHours: int32(f.retention), DeviceName: "kvsgo"},
-		ControlPlane: kvs.NewSDKControlPlane(awsCfg, endpoint, nil), Credentials: awsCfg.Credentials, Region: awsCfg.Region,
+		Stream: setup,
+		// The stream is looked up while the source starts.
+		ControlPlane: kvs.Prefetch(ctx, kvs.NewSDKControlPlane(awsCfg, endpoint, nil), setup),
+		Credentials:  awsCfg.Credentials, Region: awsCfg.Region,
 		Logger: log, BufferDuration: f.bufferDuration, BufferBytes: int64(f.storageMB) << 20, AckTimeout: f.ackTimeout,
 		GiveUpAfter: f.giveUp, CloseTimeout: f.close,
 		AudioFragmentDuration: time.Duration(f.fragmentDuration) * time.Millisecond,

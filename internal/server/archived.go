@@ -177,7 +177,7 @@ func (s *Server) getMediaForFragmentList(req *request) error {
 		return invalidArgument("Fragments must list 1 to 1000 fragment numbers.")
 	}
 	for _, n := range in.Fragments {
-		if !fragNumRE.MatchString(n) {
+		if !fragNumRE().MatchString(n) {
 			return invalidArgument("Fragment numbers are invalid: %q is not a fragment number (1 to 128 digits).", n)
 		}
 	}

@@ -34,12 +34,12 @@ func (s *Server) resolve(ref streamRef) (store.Stream, error) {
 	case ref.StreamName != "" && ref.StreamARN != "":
 		return store.Stream{}, invalidArgument("Give either StreamName or StreamARN, not both.")
 	case ref.StreamName != "":
-		if !streamNameRE.MatchString(ref.StreamName) {
+		if !streamNameRE().MatchString(ref.StreamName) {
 			return store.Stream{}, invalidArgument("StreamName %q must be 1-256 characters of a-z, A-Z, 0-9, '_', '.' and '-'.", ref.StreamName)
 		}
 		return s.store.Stream(ref.StreamName)
 	case ref.StreamARN != "":
-		if !arnRE.MatchString(ref.StreamARN) {
+		if !arnRE().MatchString(ref.StreamARN) {
 			return store.Stream{}, invalidArgument("StreamARN %q is not a Kinesis Video stream ARN.", ref.StreamARN)
 		}
 		return s.store.StreamByARN(ref.StreamARN)
@@ -81,13 +81,13 @@ func (s *Server) createStream(req *request) (any, error) {
 	if err := decodeJSON(req.body, &in); err != nil {
 		return nil, err
 	}
-	if !streamNameRE.MatchString(in.StreamName) {
+	if !streamNameRE().MatchString(in.StreamName) {
 		return nil, invalidArgument("StreamName %q must be 1-256 characters of a-z, A-Z, 0-9, '_', '.' and '-'.", in.StreamName)
 	}
-	if in.DeviceName != "" && !deviceNameRE.MatchString(in.DeviceName) {
+	if in.DeviceName != "" && !deviceNameRE().MatchString(in.DeviceName) {
 		return nil, invalidArgument("DeviceName %q must be 1-128 characters of a-z, A-Z, 0-9, '_', '.' and '-'.", in.DeviceName)
 	}
-	if in.MediaType != "" && (len(in.MediaType) > 128 || !mediaTypeRE.MatchString(in.MediaType)) {
+	if in.MediaType != "" && (len(in.MediaType) > 128 || !mediaTypeRE().MatchString(in.MediaType)) {
 		return nil, invalidArgument("MediaType %q is not a media type such as video/h264.", in.MediaType)
 	}
 	if len(in.Tags) > maxTags {
@@ -208,7 +208,7 @@ func (s *Server) updateStream(req *request) (any, error) {
 	if in.CurrentVersion == "" {
 		return nil, invalidArgument("CurrentVersion is required.")
 	}
-	if in.MediaType != "" && !mediaTypeRE.MatchString(in.MediaType) {
+	if in.MediaType != "" && !mediaTypeRE().MatchString(in.MediaType) {
 		return nil, invalidArgument("MediaType %q is not a media type such as video/h264.", in.MediaType)
 	}
 	st, err := s.resolve(in.streamRef)

@@ -7,6 +7,7 @@ import (
 	"math"
 	"regexp"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -31,12 +32,19 @@ func decodeJSON(body []byte, v any) *apiError {
 	return nil
 }
 
+// The service model's patterns, compiled when first used: their counted
+// repetitions ({1,256}) make large programs, which every kvsgo command
+// (put too) would otherwise build at start-up.
 var (
-	streamNameRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,256}$`)
-	deviceNameRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,128}$`)
-	mediaTypeRE  = regexp.MustCompile(`^[\w\-\.\+]+/[\w\-\.\+]+(,[\w\-\.\+]+/[\w\-\.\+]+)*$`)
-	arnRE        = regexp.MustCompile(`^arn:[a-z\d-]+:kinesisvideo:[a-z0-9-]+:[0-9]+:[a-z]+/[a-zA-Z0-9_.-]+/[0-9]+$`)
-	fragNumRE    = regexp.MustCompile(`^[0-9]{1,128}$`)
+	streamNameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,256}$`) })
+	deviceNameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,128}$`) })
+	mediaTypeRE  = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^[\w\-\.\+]+/[\w\-\.\+]+(,[\w\-\.\+]+/[\w\-\.\+]+)*$`)
+	})
+	arnRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^arn:[a-z\d-]+:kinesisvideo:[a-z0-9-]+:[0-9]+:[a-z]+/[a-zA-Z0-9_.-]+/[0-9]+$`)
+	})
+	fragNumRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[0-9]{1,128}$`) })
 )
 
 // epochTime is a timestamp as AWS JSON protocols send it: epoch seconds as

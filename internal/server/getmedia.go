@@ -49,12 +49,12 @@ func (s *Server) getMedia(req *request) error {
 	case "EARLIEST", "NOW":
 	case "FRAGMENT_NUMBER":
 		number = sel.AfterFragmentNumber
-		if !fragNumRE.MatchString(number) {
+		if !fragNumRE().MatchString(number) {
 			return invalidArgument("AfterFragmentNumber %q must be a fragment number (1 to 128 digits).", number)
 		}
 	case "CONTINUATION_TOKEN":
 		number = sel.ContinuationToken
-		if !fragNumRE.MatchString(number) {
+		if !fragNumRE().MatchString(number) {
 			return invalidArgument("ContinuationToken %q is not one GetMedia gave out (AWS_KINESISVIDEO_CONTINUATION_TOKEN).", number)
 		}
 	case "SERVER_TIMESTAMP", "PRODUCER_TIMESTAMP":
