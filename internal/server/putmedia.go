@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kvsgo/kvsgo/internal/live"
 	"github.com/kvsgo/kvsgo/internal/store"
 	"github.com/kvsgo/kvsgo/kvs"
 	"github.com/kvsgo/kvsgo/mkv"
@@ -56,6 +57,9 @@ func (s *Server) putMedia(req *request) error {
 		acks:    make(chan kvs.Ack, 64),
 		started: make(chan struct{}),
 	}
+	// The live view (WebRTC) gets every frame as it is parsed.
+	in.live = s.live.Publish(st.Name, relative, startMS)
+	defer in.live.Close()
 	in.log.Info("producer connected", "timecodes", r.Header.Get("x-amzn-fragment-timecode-type"), "user_agent", r.UserAgent())
 	rc := http.NewResponseController(w)
 	if err := rc.EnableFullDuplex(); err != nil {
@@ -163,6 +167,7 @@ type ingest struct {
 	acksOn   bool
 	opened   time.Time
 	log      *slog.Logger
+	live     *live.Publisher
 
 	acks     chan kvs.Ack
 	started  chan struct{}
@@ -352,6 +357,7 @@ func (in *ingest) trim(off int64) {
 }
 
 func (in *ingest) handle(ev *mkv.Event) (code string, failed bool) {
+	in.live.Event(ev)
 	switch ev.Type {
 	case mkv.EventEBML:
 		in.ebmlStart = ev.Offset
