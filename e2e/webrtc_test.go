@@ -31,7 +31,7 @@ func TestPageLiveWebRTCInChromium(t *testing.T) {
 	}
 	card := `.card[data-stream="live"] `
 	if err := b.Poll(`(() => { const c = document.querySelector('`+card+`'); const v = c && c.querySelector("video");
-		return !!v && c.dataset.transport === "webrtc" && v.currentTime > 1 && v.videoWidth > 0; })()`, 60*time.Second); err != nil {
+		return !!v && c.dataset.transport === "webrtc" && v.currentTime > 1 && v.videoWidth > 0 && c.querySelector(".overlay").hidden; })()`, 60*time.Second); err != nil {
 		t.Fatalf("the page does not play the stream over WebRTC: %v\n%s\n%s", err, pageState(b, card), liveOver(b, card))
 	}
 	first, err := b.WebRTC()
@@ -106,7 +106,7 @@ func TestPageBFramesFallBackToHLS(t *testing.T) {
 	}
 	card := `.card[data-stream="bframes"] `
 	if err := b.Poll(`(() => { const c = document.querySelector('`+card+`'); const v = c && c.querySelector("video");
-		return !!v && c.dataset.transport === "hls" && v.currentTime > 1 && v.videoWidth > 0; })()`, 60*time.Second); err != nil {
+		return !!v && c.dataset.transport === "hls" && v.currentTime > 1 && v.videoWidth > 0 && c.querySelector(".overlay").hidden; })()`, 60*time.Second); err != nil {
 		t.Fatalf("the page does not play the B-frame stream over HLS: %v\n%s\n%s", err, pageState(b, card), liveOver(b, card))
 	}
 	if label, err := pagetest.Eval[string](b, `document.querySelector('`+card+`.transport').textContent`); err != nil || label != "HLS" {

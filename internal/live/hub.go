@@ -139,7 +139,7 @@ type Stream struct {
 	name string
 
 	mu        sync.Mutex
-	producers int  // PutMedia sessions sending (one, but a new one may open before the old one has closed)
+	producers int   // PutMedia sessions sending (one, but a new one may open before the old one has closed)
 	codec     error // nil when the video is H.264
 	reordered bool
 	viewers   map[*Viewer]struct{}

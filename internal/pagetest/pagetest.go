@@ -239,8 +239,11 @@ type WebRTCVideo struct {
 	PacketsLost     float64 `json:"packetsLost"`
 	KeyFrames       float64 `json:"keyFramesDecoded"`
 	FrameWidth      float64 `json:"frameWidth"`
-	Codec           string  `json:"codec"`
-	Candidate       string  `json:"candidate"` // the server's end of the selected candidate pair, "address:port typ"
+	// JitterBuffer is the average time a frame waited in the jitter
+	// buffer, s (jitterBufferDelay / jitterBufferEmittedCount).
+	JitterBuffer float64 `json:"jitterBuffer"`
+	Codec        string  `json:"codec"`
+	Candidate    string  `json:"candidate"` // the server's end of the selected candidate pair, "address:port typ"
 }
 
 // WebRTC returns what the page's newest RTCPeerConnection receives.
@@ -258,7 +261,8 @@ func (b *Browser) WebRTC() (WebRTCVideo, error) {
 		stats.forEach((r) => {
 			if (r.type === "inbound-rtp" && r.kind === "video") {
 				Object.assign(out, {framesDecoded: r.framesDecoded || 0, framesDropped: r.framesDropped || 0, packetsLost: r.packetsLost || 0,
-					keyFramesDecoded: r.keyFramesDecoded || 0, frameWidth: r.frameWidth || 0});
+					keyFramesDecoded: r.keyFramesDecoded || 0, frameWidth: r.frameWidth || 0,
+					jitterBuffer: r.jitterBufferEmittedCount ? r.jitterBufferDelay / r.jitterBufferEmittedCount : 0});
 				const c = byID.get(r.codecId);
 				if (c) out.codec = c.mimeType;
 			}
