@@ -164,11 +164,14 @@ func (st *Stream) send(f *Frame) {
 	defer st.mu.Unlock()
 	for v := range st.viewers {
 		if v.waitKey && !f.Key {
+			if v.started {
+				v.dropped++
+			}
 			continue
 		}
 		select {
 		case v.frames <- f:
-			v.waitKey = false
+			v.waitKey, v.started = false, true
 		default:
 			v.waitKey = true
 			v.dropped++
@@ -199,6 +202,7 @@ type Viewer struct {
 
 	// Guarded by st.mu.
 	waitKey bool
+	started bool // it has had a frame
 	dropped int
 	err     error
 }

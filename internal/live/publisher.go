@@ -45,8 +45,12 @@ func (h *Hub) Publish(name string, relative bool, startMS int64) *Publisher {
 	st := h.stream(name)
 	st.mu.Lock()
 	st.producers++
-	// A new session has a new header: its codec is unknown until then.
+	// A new session has a new header: its codec is unknown until then,
+	// and its viewers start again at its first key frame.
 	st.codec, st.reordered = ErrNoVideo, false
+	for v := range st.viewers {
+		v.waitKey = true
+	}
 	st.mu.Unlock()
 	return &Publisher{st: st, startNS: startMS * 1e6, scale: mkv.DefaultTimecodeScale}
 }
