@@ -27,6 +27,9 @@ var (
 	ErrCodec = errors.New("its video is not H.264, the one codec kvsgo sends over WebRTC; it plays over HLS")
 	// ErrNoVideo: the stream has no video track.
 	ErrNoVideo = errors.New("it has no video track")
+	// ErrStarting: the producer has connected but its header has not come
+	// yet; a moment later the stream can be watched.
+	ErrStarting = errors.New("its producer has connected but sent no video yet")
 	// ErrClosed: the hub was shut down.
 	ErrClosed = errors.New("the server is shutting down")
 )

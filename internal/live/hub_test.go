@@ -201,7 +201,7 @@ func TestWhatCannotBeWatched(t *testing.T) {
 	// The next session starts afresh: H.265 this time.
 	p = h.Publish("cam", false, 0)
 	defer p.Close()
-	if _, err := h.Subscribe("cam"); !errors.Is(err, ErrNoVideo) {
+	if _, err := h.Subscribe("cam"); !errors.Is(err, ErrStarting) {
 		t.Fatalf("before the header: %v", err)
 	}
 	p.Event(header("V_MPEGH/ISO/HEVC", nil))

@@ -47,7 +47,7 @@ func (h *Hub) Publish(name string, relative bool, startMS int64) *Publisher {
 	st.producers++
 	// A new session has a new header: its codec is unknown until then,
 	// and its viewers start again at its first key frame.
-	st.codec, st.reordered = ErrNoVideo, false
+	st.codec, st.reordered = ErrStarting, false
 	for v := range st.viewers {
 		v.waitKey = true
 	}

@@ -67,15 +67,15 @@ func (s *Server) whepOffer(u *ui, w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "reading the offer: "+err.Error(), http.StatusBadRequest)
 		return
 	}
+	if len(body) > maxOffer {
+		http.Error(w, "the SDP offer is over 64 KiB", http.StatusRequestEntityTooLarge)
+		return
+	}
 	if !s.whepAllowed(u, w, r, body) {
 		return
 	}
 	if ct, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";"); strings.TrimSpace(ct) != "application/sdp" {
 		http.Error(w, "the offer must be an SDP offer (Content-Type: application/sdp)", http.StatusUnsupportedMediaType)
-		return
-	}
-	if len(body) > maxOffer {
-		http.Error(w, "the SDP offer is over 64 KiB", http.StatusRequestEntityTooLarge)
 		return
 	}
 	if s.whep == nil {
@@ -97,7 +97,7 @@ func (s *Server) whepOffer(u *ui, w http.ResponseWriter, r *http.Request) {
 		switch {
 		case errors.Is(err, whep.ErrOffer):
 			status = http.StatusBadRequest
-		case errors.Is(err, live.ErrNotLive), errors.Is(err, live.ErrReordered), errors.Is(err, live.ErrCodec), errors.Is(err, live.ErrNoVideo):
+		case errors.Is(err, live.ErrNotLive), errors.Is(err, live.ErrReordered), errors.Is(err, live.ErrCodec), errors.Is(err, live.ErrNoVideo), errors.Is(err, live.ErrStarting):
 			// The stream exists but cannot be watched live over WebRTC
 			// now; the page plays it over HLS.
 			status = http.StatusConflict

@@ -155,7 +155,7 @@ func (s *Service) Offer(ctx context.Context, stream, offer string) (id, answer s
 	if err = sess.pc.SetLocalDescription(ans); err != nil {
 		return "", "", fmt.Errorf("%w: %v", ErrOffer, err)
 	}
-	if len(sender.GetParameters().Codecs) == 0 {
+	if !sends(sess.pc, sender) {
 		return "", "", fmt.Errorf("%w: it does not receive H.264 video (packetization-mode=1)", ErrOffer)
 	}
 	select {
@@ -178,6 +178,17 @@ func (s *Service) Offer(ctx context.Context, stream, offer string) (id, answer s
 	go sess.readRTCP(sender)
 	s.log.Info("WebRTC viewer joined", "stream", stream, "session", id, "viewers", s.cfg.Hub.Viewers(stream))
 	return id, sess.pc.LocalDescription().SDP, nil
+}
+
+// sends reports whether the answer sends the track: a video m-line of the
+// offer took it, with a codec both sides have.
+func sends(pc *webrtc.PeerConnection, sender *webrtc.RTPSender) bool {
+	for _, tr := range pc.GetTransceivers() {
+		if tr.Sender() == sender && tr.Mid() != "" && len(sender.GetParameters().Codecs) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // Delete ends a session (WHEP's DELETE).
@@ -262,10 +273,13 @@ func (sess *session) stateChanged(st webrtc.PeerConnectionState) {
 	}
 }
 
-// end stops the session once: the sender returns and closes the
-// PeerConnection.
+// end stops the session once: it is forgotten at once, and the sender
+// returns and closes the PeerConnection.
 func (sess *session) end(why string) {
 	sess.once.Do(func() {
+		sess.s.mu.Lock()
+		delete(sess.s.sessions, sess.id)
+		sess.s.mu.Unlock()
 		sess.s.log.Info("WebRTC viewer left", "stream", sess.stream, "session", sess.id, "why", why)
 		close(sess.stop)
 	})
@@ -277,11 +291,9 @@ func (sess *session) end(why string) {
 func (sess *session) send() {
 	defer sess.s.wg.Done()
 	defer func() {
+		sess.end("done")
 		sess.viewer.Close()
 		_ = sess.pc.Close()
-		sess.s.mu.Lock()
-		delete(sess.s.sessions, sess.id)
-		sess.s.mu.Unlock()
 	}()
 	timeout := time.NewTimer(sess.s.cfg.ConnectTimeout)
 	defer timeout.Stop()

@@ -159,6 +159,9 @@
     } else if (s.live && card.pc && card.noWebRTC && !card.starting) {
       // The stream can no longer be sent over WebRTC (B-frames seen).
       startLive(card);
+    } else if (s.live && card.hls && card.retryWebRTC && !card.noWebRTC && !card.starting) {
+      // HLS stood in while the producer was starting: WebRTC can play now.
+      startLive(card);
     } else if (!s.live && wasLive !== false) {
       // No producer: nothing live to show; what is stored can be replayed.
       stopPlayer(card);
@@ -246,9 +249,14 @@
     showOverlay(card, "Connecting…", "");
     card.starting = true;
     let why = "";
+    card.retryWebRTC = false;
     try {
       if (LIVE_OVER === "hls") why = "chosen in the address (?live=hls)";
-      else if (card.noWebRTC) why = `the live view over WebRTC is off: ${card.noWebRTC}`;
+      else if (card.noWebRTC) {
+        why = `the live view over WebRTC is off: ${card.noWebRTC}`;
+        // A producer that has just connected: WebRTC once its video comes.
+        card.retryWebRTC = card.noWebRTC.includes("no video yet");
+      }
       else if (!window.RTCPeerConnection) why = "this browser has no WebRTC";
       else {
         why = await startWebRTC(card);
@@ -305,7 +313,10 @@
       const resp = await api(`/whep/${encodeURIComponent(card.name)}`, {
         method: "POST", headers: { "Content-Type": "application/sdp" }, body: offer.sdp });
       const answer = await resp.text();
-      if (resp.status !== 201) throw new Error(answer.trim() || `HTTP ${resp.status}`);
+      if (resp.status !== 201) {
+        card.retryWebRTC = resp.status === 409 && answer.includes("no video yet");
+        throw new Error(answer.trim() || `HTTP ${resp.status}`);
+      }
       card.whep = resp.headers.get("Location");
       if (card.pc !== pc) throw new Error("stopped");
       await pc.setRemoteDescription({ type: "answer", sdp: answer });
