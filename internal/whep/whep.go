@@ -121,14 +121,14 @@ func (s *Service) Offer(ctx context.Context, stream, offer string) (id, answer s
 	if closed {
 		return "", "", ErrClosed
 	}
-	viewer, err := s.cfg.Hub.Subscribe(stream)
-	if err != nil {
+	// The viewer joins the stream once connected (send): what is sent
+	// before would be lost, its first key frame with it.
+	if err := s.cfg.Hub.Status(stream); err != nil {
 		return "", "", err
 	}
-	sess := &session{s: s, stream: stream, viewer: viewer, stop: make(chan struct{}), connected: make(chan struct{})}
+	sess := &session{s: s, stream: stream, stop: make(chan struct{}), connected: make(chan struct{})}
 	defer func() {
 		if err != nil {
-			viewer.Close()
 			if sess.pc != nil {
 				_ = sess.pc.Close()
 			}
@@ -176,7 +176,7 @@ func (s *Service) Offer(ctx context.Context, stream, offer string) (id, answer s
 	s.mu.Unlock()
 	go sess.send()
 	go sess.readRTCP(sender)
-	s.log.Info("WebRTC viewer joined", "stream", stream, "session", id, "viewers", s.cfg.Hub.Viewers(stream))
+	s.log.Info("WebRTC viewer answered", "stream", stream, "session", id)
 	return id, sess.pc.LocalDescription().SDP, nil
 }
 
@@ -253,7 +253,6 @@ type session struct {
 	s      *Service
 	id     string
 	stream string
-	viewer *live.Viewer
 	pc     *webrtc.PeerConnection
 	track  *webrtc.TrackLocalStaticRTP
 
@@ -285,33 +284,43 @@ func (sess *session) end(why string) {
 	})
 }
 
-// send writes the viewer's frames to its track until the session ends.
-// Sequence numbers are the viewer's own and run on without a gap, even
-// where it skipped frames to catch up: the skip ends at a key frame.
+// send waits for the connection, joins the stream and writes its frames
+// to the track until the session ends. Sequence numbers are the viewer's
+// own and run on without a gap, even where it skipped frames to catch up:
+// the skip ends at a key frame.
 func (sess *session) send() {
 	defer sess.s.wg.Done()
 	defer func() {
 		sess.end("done")
-		sess.viewer.Close()
 		_ = sess.pc.Close()
 	}()
 	timeout := time.NewTimer(sess.s.cfg.ConnectTimeout)
-	defer timeout.Stop()
+	select {
+	case <-sess.stop:
+		timeout.Stop()
+		return
+	case <-sess.connected:
+		timeout.Stop()
+	case <-timeout.C:
+		sess.end(fmt.Sprintf("not connected after %s (is UDP between the browser and the server blocked?)", sess.s.cfg.ConnectTimeout))
+		return
+	}
+	viewer, err := sess.s.cfg.Hub.Subscribe(sess.stream)
+	if err != nil {
+		sess.end("the stream cannot be watched live any more: " + err.Error())
+		return
+	}
+	defer viewer.Close()
+	sess.s.log.Info("WebRTC viewer joined", "stream", sess.stream, "session", sess.id, "viewers", sess.s.cfg.Hub.Viewers(sess.stream))
 	var seq uint16
-	connected := sess.connected
 	for {
 		select {
 		case <-sess.stop:
 			return
-		case <-connected:
-			timeout.Stop()
-			connected = nil // a nil channel never fires again
-		case <-timeout.C:
-			sess.end(fmt.Sprintf("not connected after %s (is UDP between the browser and the server blocked?)", sess.s.cfg.ConnectTimeout))
-		case <-sess.viewer.Done():
-			sess.end("the stream cannot be watched live any more: " + sess.viewer.Err().Error())
+		case <-viewer.Done():
+			sess.end("the stream cannot be watched live any more: " + viewer.Err().Error())
 			return
-		case f := <-sess.viewer.Frames():
+		case f := <-viewer.Frames():
 			for _, p := range f.Packets {
 				pkt := *p
 				pkt.SequenceNumber = seq
