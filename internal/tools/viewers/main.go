@@ -230,5 +230,3 @@ func stop(cmd *exec.Cmd) {
 		<-done
 	}
 }
-
-
