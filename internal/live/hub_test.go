@@ -189,7 +189,11 @@ func TestWhatCannotBeWatched(t *testing.T) {
 	p.Event(frame(0, true, 50))
 	p.Event(frame(100, false, 50))
 	p.Event(frame(33, false, 50)) // shown before the one sent before it
-	<-v.Done()
+	select {
+	case <-v.Done():
+	default:
+		t.Fatal("a B-frame did not end the viewer")
+	}
 	if !errors.Is(v.Err(), ErrReordered) || !errors.Is(h.Status("cam"), ErrReordered) {
 		t.Fatalf("B-frames: viewer %v, status %v", v.Err(), h.Status("cam"))
 	}
@@ -236,7 +240,11 @@ func TestViewerSurvivesProducerReconnect(t *testing.T) {
 		t.Fatalf("got %d frames across two sessions", len(got))
 	}
 	h.Close()
-	<-v.Done()
+	select {
+	case <-v.Done():
+	default:
+		t.Fatal("Close did not end the viewer")
+	}
 	if !errors.Is(v.Err(), ErrClosed) {
 		t.Fatalf("after Close: %v", v.Err())
 	}
