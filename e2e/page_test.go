@@ -21,7 +21,7 @@ import (
 
 // TestPageLivePlayerInChromium: `kvsgo serve` with credentials, `kvsgo
 // put` streaming the test clip live. After a login, the page's live player
-// (hls.js) plays; over twenty fragments it loads one media segment per
+// over HLS (?live=hls; hls.js) plays; over twenty fragments it loads one media segment per
 // fragment, each the next media sequence number, the fragments in the
 // order ListFragments has them, none skipped or repeated, their
 // PROGRAM-DATE-TIMEs a fragment's duration apart.
@@ -36,6 +36,10 @@ func TestPageLivePlayerInChromium(t *testing.T) {
 	b := startBrowser(t, chromium)
 	if err := b.Login(srv.url, creds.AccessKeyID, creds.SecretAccessKey); err != nil {
 		t.Fatalf("login: %v", err)
+	}
+	// Live over HLS: the page would choose WebRTC (webrtc_test.go).
+	if err := b.Do(30*time.Second, chromedp.Navigate(srv.url+"/?live=hls")); err != nil {
+		t.Fatal(err)
 	}
 	card := `.card[data-stream="live"] `
 	if err := b.Poll(`(() => { const v = document.querySelector('`+card+`video'); return !!v && v.currentTime > 1 && v.videoWidth > 0; })()`, 60*time.Second); err != nil {

@@ -90,7 +90,7 @@ func runServe(env *cliEnv, args []string) error {
 	lim := serveLimits{MaxConns: *maxConns, MaxPerClient: *maxPerClient, MaxHeaderBytes: *maxHeader,
 		HeaderTimeout: *headerTimeout, IdleTimeout: *idleTimeout}
 	ls, err := startServer(log, server.Config{Store: st, Logger: log, Credentials: creds, AdvertiseURL: *advertise, NoThrottle: *noThrottle,
-		RequestTimeout: *requestTimeout}, *listen, tlsCfg, lim)
+		RequestTimeout: *requestTimeout, WebRTCHostIP: webrtcHostIPs(*listen)}, *listen, tlsCfg, lim)
 	if err != nil {
 		return err
 	}
@@ -205,6 +205,26 @@ func isLoopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// webrtcHostIPs picks the addresses the live view over WebRTC offers as
+// host candidates: loopback (nil) when serve listens on loopback, the
+// address it listens on, or every address when it listens on all.
+func webrtcHostIPs(listen string) func(net.IP) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil || isLoopback(listen) {
+		return nil
+	}
+	ip := net.ParseIP(host)
+	if host == "" || (ip != nil && ip.IsUnspecified()) {
+		return func(net.IP) bool { return true }
+	}
+	if ip == nil {
+		if addrs, err := net.LookupIP(host); err == nil && len(addrs) > 0 {
+			ip = addrs[0]
+		}
+	}
+	return func(c net.IP) bool { return c.IsLoopback() || (ip != nil && c.Equal(ip)) }
 }
 
 func newLogger(env *cliEnv, level string) (*slog.Logger, error) {

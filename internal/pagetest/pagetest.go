@@ -2,8 +2,8 @@
 // (Debian's chromium, through the DevTools protocol with chromedp), for
 // the e2e tests and scripts/latency. It records what a user would call
 // broken (uncaught exceptions, console errors) and, from the page's first
-// script on, every hls.js player the page makes: the fragments it loads
-// and the errors it reports.
+// script on, every hls.js player the page makes (the fragments it loads
+// and the errors it reports) and every RTCPeerConnection.
 package pagetest
 
 import (
@@ -54,7 +54,7 @@ func Start(path string, width, height int) (*Browser, error) {
 	if err == nil {
 		_, err = chromedp.Run(tab, chromedp.Action[page.AddScriptToEvaluateOnNewDocumentResult](
 			func(ctx context.Context, t *chromedp.Target) (page.AddScriptToEvaluateOnNewDocumentResult, error) {
-				return cdp.Call(ctx, t, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: hlsRecorder})
+				return cdp.Call(ctx, t, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: hlsRecorder + pcRecorder})
 			}))
 	}
 	if err != nil {
@@ -227,4 +227,69 @@ const hlsRecorder = `(() => {
       Object.defineProperty(window, "Hls", { configurable: true, writable: true, value: Recorded });
     },
   });
+})();`
+
+// WebRTCVideo is what a page's newest RTCPeerConnection receives, from
+// its getStats() (the inbound video RTP stream).
+type WebRTCVideo struct {
+	Connections     int     `json:"connections"`     // RTCPeerConnections the page made
+	ConnectionState string  `json:"connectionState"` // the newest one's
+	FramesDecoded   float64 `json:"framesDecoded"`
+	FramesDropped   float64 `json:"framesDropped"`
+	PacketsLost     float64 `json:"packetsLost"`
+	KeyFrames       float64 `json:"keyFramesDecoded"`
+	FrameWidth      float64 `json:"frameWidth"`
+	// JitterBuffer is the average time a frame waited in the jitter
+	// buffer, s (jitterBufferDelay / jitterBufferEmittedCount).
+	JitterBuffer float64 `json:"jitterBuffer"`
+	Codec        string  `json:"codec"`
+	Candidate    string  `json:"candidate"` // the server's end of the selected candidate pair, "address:port typ"
+}
+
+// WebRTC returns what the page's newest RTCPeerConnection receives.
+func (b *Browser) WebRTC() (WebRTCVideo, error) {
+	ctx, cancel := context.WithTimeout(b.tab, 20*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[WebRTCVideo](`(async () => {
+		const pcs = window.__kvsgoPCs || [];
+		const pc = pcs.at(-1);
+		if (!pc) return {connections: 0};
+		const out = {connections: pcs.length, connectionState: pc.connectionState};
+		const stats = await pc.getStats();
+		const byID = new Map();
+		stats.forEach((r) => byID.set(r.id, r));
+		stats.forEach((r) => {
+			if (r.type === "inbound-rtp" && r.kind === "video") {
+				Object.assign(out, {framesDecoded: r.framesDecoded || 0, framesDropped: r.framesDropped || 0, packetsLost: r.packetsLost || 0,
+					keyFramesDecoded: r.keyFramesDecoded || 0, frameWidth: r.frameWidth || 0,
+					jitterBuffer: r.jitterBufferEmittedCount ? r.jitterBufferDelay / r.jitterBufferEmittedCount : 0});
+				const c = byID.get(r.codecId);
+				if (c) out.codec = c.mimeType;
+			}
+			if (r.type === "candidate-pair" && r.nominated && r.state === "succeeded") {
+				const rc = byID.get(r.remoteCandidateId);
+				if (rc) out.candidate = rc.address + ":" + rc.port + " " + rc.candidateType;
+			}
+		});
+		return out;
+	})()`, chromedp.EvalAwaitPromise))
+	if err == nil && v.Connections == 0 {
+		return v, errors.New("the page made no RTCPeerConnection")
+	}
+	return v, err
+}
+
+// pcRecorder keeps every RTCPeerConnection the page makes in
+// window.__kvsgoPCs, for getStats().
+const pcRecorder = `(() => {
+  const Native = window.RTCPeerConnection;
+  if (!Native) return;
+  window.__kvsgoPCs = [];
+  class Recorded extends Native {
+    constructor(...args) {
+      super(...args);
+      window.__kvsgoPCs.push(this);
+    }
+  }
+  window.RTCPeerConnection = Recorded;
 })();`

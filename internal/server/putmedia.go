@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kvsgo/kvsgo/internal/live"
 	"github.com/kvsgo/kvsgo/internal/store"
 	"github.com/kvsgo/kvsgo/kvs"
 	"github.com/kvsgo/kvsgo/mkv"
@@ -74,6 +75,9 @@ func (s *Server) putMedia(req *request) error {
 	in.respHeader = fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"+
 		"Connection: close\r\nDate: %s\r\nx-amzn-RequestId: %s\r\n\r\n",
 		s.cfg.Now().UTC().Format(http.TimeFormat), w.Header().Get("x-amzn-RequestId"))
+	// The live view (WebRTC) gets every frame as it is parsed.
+	in.live = s.live.Publish(st.Name, relative, startMS)
+	defer in.live.Close()
 	in.log.Info("producer connected", "timecodes", r.Header.Get("x-amzn-fragment-timecode-type"), "user_agent", r.UserAgent())
 	// Server shutdown unblocks the body read.
 	stop := context.AfterFunc(s.ctx, func() { _ = conn.SetReadDeadline(time.Now()) })
@@ -217,6 +221,10 @@ const maxFragmentTags = 10
 // fragment, or one Matroska element read whole (a laced block).
 const maxHeld = 4 << 20
 
+// maxFrame bounds a frame read whole for the live view: the service's
+// fragment limit.
+const maxFrame = 50 << 20
+
 // reasonEnd is why a session ends when the producer finished its body.
 const reasonEnd = "end of stream"
 
@@ -229,6 +237,7 @@ type ingest struct {
 	acksOn   bool
 	opened   time.Time
 	log      *slog.Logger
+	live     *live.Publisher
 
 	conn       net.Conn
 	respHeader string // written once the body has started
@@ -338,10 +347,16 @@ func (in *ingest) run(body io.Reader) string {
 	in.prefix, in.ebmlStart = -1, -1
 	in.win = newWindow(body, in.s.cfg.IngestBuffer, maxHeld, in.reclaim)
 	in.dem = mkv.NewDemuxerSource(in.win)
-	in.dem.BlockHeaders = true
-	in.dem.Reader().MaxElementSize = maxHeld
 	defer in.dropFragment()
 	for {
+		// Block payloads are skipped unread (written through as bytes)
+		// unless the live view has a viewer for them.
+		live := in.live.WantsFrames()
+		in.dem.BlockHeaders = !live
+		in.dem.Reader().MaxElementSize = maxHeld
+		if live {
+			in.dem.Reader().MaxElementSize = maxFrame
+		}
 		ev, err := in.dem.Next()
 		if errors.Is(err, io.EOF) {
 			return reasonEnd
@@ -445,6 +460,7 @@ func (in *ingest) dropFragment() {
 }
 
 func (in *ingest) handle(ev *mkv.Event) (code string, failed bool) {
+	in.live.Event(ev)
 	switch ev.Type {
 	case mkv.EventEBML:
 		in.ebmlStart = ev.Offset

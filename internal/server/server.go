@@ -17,9 +17,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kvsgo/kvsgo/internal/live"
 	"github.com/kvsgo/kvsgo/internal/playback"
 	"github.com/kvsgo/kvsgo/internal/sigv4"
 	"github.com/kvsgo/kvsgo/internal/store"
+	"github.com/kvsgo/kvsgo/internal/whep"
 )
 
 // Config configures a Server.
@@ -58,6 +60,9 @@ type Config struct {
 	IngestBuffer int
 	// UI configures the web page at / (ui.go).
 	UI UIConfig
+	// WebRTCHostIP keeps the local addresses the live view over WebRTC
+	// (WHEP, whep.go) offers as host candidates; loopback only when nil.
+	WebRTCHostIP func(net.IP) bool
 }
 
 func (c *Config) defaults() {
@@ -106,6 +111,10 @@ type Server struct {
 	mux      *http.ServeMux
 	limits   *limiter
 	playback *playback.Sessions
+	// live gets PutMedia's frames as they arrive; whep sends them to
+	// browsers over WebRTC.
+	live *live.Hub
+	whep *whep.Service
 	// chunkStart begins every in-band error chunk: EBML header, Segment.
 	chunkStart []byte
 
@@ -130,6 +139,7 @@ func New(cfg Config) *Server {
 		chunkStart: ebmlAndSegment(),
 		ctx:        ctx,
 		cancel:     cancel,
+		live:       live.NewHub(cfg.Logger),
 	}
 	json := map[string]func(*request) (any, error){
 		"/createStream":        s.createStream,
@@ -201,6 +211,12 @@ func (s *Server) allow(op string, id store.StreamID, tps float64) *apiError {
 // their handlers to return, at most until ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.cancel()
+	s.live.Close()
+	if s.whep != nil {
+		if err := s.whep.Close(ctx); err != nil {
+			return err
+		}
+	}
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {

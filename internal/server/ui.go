@@ -94,6 +94,7 @@ func (s *Server) registerUI() {
 	s.mux.Handle("GET /ui/api/streams/{name}/timeline", u.api(u.timeline))
 	s.mux.Handle("POST /ui/api/streams/{name}/hls", u.api(u.hls))
 	s.mux.Handle("GET /ui/api/streams/{name}/clip", u.api(u.clip))
+	s.registerWHEP(u)
 }
 
 // open reports whether the page needs no login: the server takes any
@@ -277,6 +278,9 @@ type streamState struct {
 	RetentionHours    int    `json:"retentionHours"`
 	Video             string `json:"video,omitempty"`
 	CreationMS        int64  `json:"creationMs"`
+	// NoWebRTC says why the stream cannot be watched live over WebRTC;
+	// empty when it can (whep.go).
+	NoWebRTC string `json:"noWebRTC,omitempty"`
 }
 
 // recentFragments is how many of a stream's newest fragments its bitrate
@@ -312,6 +316,9 @@ func (u *ui) state(st store.Stream, now time.Time) streamState {
 	ss := streamState{Name: st.Name, Status: st.Status, RetentionHours: st.RetentionHours, CreationMS: st.CreationTime.UnixMilli()}
 	if p, err := u.s.store.Producer(st.ID); err == nil {
 		ss.Live = p.Connected
+	}
+	if err := u.s.live.Status(st.Name); err != nil {
+		ss.NoWebRTC = err.Error()
 	}
 	recent, err := u.s.store.Recent(st.ID, recentFragments)
 	if err != nil || len(recent) == 0 {

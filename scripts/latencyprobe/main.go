@@ -1,9 +1,12 @@
 // Command latencyprobe measures the live latency of the page of `kvsgo
 // serve` in headless Chromium: a stream with a key frame every second goes
-// into serve, the page plays it live with hls.js, and every second the
-// probe reads the wall-clock time of the frame on screen (hls.js
-// playingDate, from EXT-X-PROGRAM-DATE-TIME, i.e. the producer timestamps)
-// against the clock. scripts/latency runs it and writes docs/BENCHMARKS.md.
+// into serve, the page plays it live with hls.js (-over hls) or WebRTC
+// (-over webrtc), and every second the probe reads the wall-clock time of
+// the frame on screen against the clock: over HLS, hls.js playingDate
+// (from EXT-X-PROGRAM-DATE-TIME, i.e. the producer timestamps); over
+// WebRTC, the frame's RTP timestamp, which serve makes the producer
+// timestamp on the 90 kHz clock, from requestVideoFrameCallback.
+// scripts/latency runs it and writes docs/BENCHMARKS.md.
 package main
 
 import (
@@ -40,6 +43,7 @@ type options struct {
 	samples         int
 	warmup          time.Duration
 	jsonOut         bool
+	over            string
 }
 
 func run() error {
@@ -49,7 +53,24 @@ func run() error {
 	flag.IntVar(&o.samples, "samples", 60, "readings, one a second")
 	flag.DurationVar(&o.warmup, "warmup", 5*time.Second, "playing time before the first reading")
 	flag.BoolVar(&o.jsonOut, "json", false, "print the result as JSON instead of Markdown")
+	flag.StringVar(&o.over, "over", "hls", "how the page plays the stream live: hls or webrtc")
 	flag.Parse()
+	if o.over == "webrtc" {
+		res, err := measureWebRTC(o)
+		if err != nil {
+			return err
+		}
+		if o.jsonOut {
+			enc := json.NewEncoder(os.Stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(res)
+		}
+		res.markdown(os.Stdout)
+		return nil
+	}
+	if o.over != "hls" {
+		return fmt.Errorf("-over %q: want hls or webrtc", o.over)
+	}
 	res, err := measure(o)
 	if err != nil {
 		return err
@@ -90,43 +111,21 @@ type result struct {
 	When         time.Time              `json:"when"`
 }
 
+// live is serve with kvsgo's test clip streaming into it, and Chromium.
+type live struct {
+	base    string
+	browser *pagetest.Browser
+	close   func()
+}
+
 func measure(o options) (*result, error) {
-	dir, err := os.MkdirTemp("", "kvsgo-latency-")
+	l, err := startLive(o)
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-
-	serve := exec.CommandContext(ctx, o.kvsgo, "serve", "--listen", "127.0.0.1:0", "--data", filepath.Join(dir, "data"), "--log-level", "warn")
-	serve.Stderr = os.Stderr
-	base, err := startAndFind(serve, regexp.MustCompile(`listening on (http://\S+)`))
-	if err != nil {
-		return nil, fmt.Errorf("kvsgo serve: %w", err)
-	}
-	defer stop(serve)
-
-	env := append(os.Environ(), "AWS_ACCESS_KEY_ID=latency", "AWS_SECRET_ACCESS_KEY=latency", "AWS_REGION=us-east-1")
-	// testsrc: kvsgo's built-in clip (320x240, 30 fps, a key frame every 30
-	// frames), paced by kvsgo itself, so that a frame's producer timestamp
-	// is the wall-clock time it was sent. (A raw stream from another
-	// program is timed from its first frame's arrival and its frame rate;
-	// a first frame that comes late shifts every timestamp, and the
-	// measured latency with it.)
-	put := exec.CommandContext(ctx, o.kvsgo, "put", "--quiet", "--log-level", "warn", "--stream", "latency", "--source", "testsrc", "--endpoint", base)
-	put.Env, put.Stderr = env, os.Stderr
-	if err := put.Start(); err != nil {
-		return nil, fmt.Errorf("kvsgo put: %w", err)
-	}
-	defer stop(put)
-
-	b, err := pagetest.Start(o.chromium, 1280, 900)
-	if err != nil {
-		return nil, err
-	}
-	defer b.Close()
-	if err := b.Do(30*time.Second, chromedp.Navigate(base+"/")); err != nil {
+	defer l.close()
+	b, base := l.browser, l.base
+	if err := b.Do(30*time.Second, chromedp.Navigate(base+"/?live=hls")); err != nil {
 		return nil, err
 	}
 	// The page starts its live player once the stream is live.
@@ -189,6 +188,55 @@ func measure(o options) (*result, error) {
 		return nil, fmt.Errorf("the page reported errors:\n%s", strings.Join(errs, "\n"))
 	}
 	return res, nil
+}
+
+// startLive starts serve, kvsgo put streaming its test clip into it, and
+// Chromium; close stops them.
+func startLive(o options) (*live, error) {
+	dir, err := os.MkdirTemp("", "kvsgo-latency-")
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var stops []func()
+	cleanup := func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+		cancel()
+		_ = os.RemoveAll(dir)
+	}
+	serve := exec.CommandContext(ctx, o.kvsgo, "serve", "--listen", "127.0.0.1:0", "--data", filepath.Join(dir, "data"), "--log-level", "warn")
+	serve.Stderr = os.Stderr
+	base, err := startAndFind(serve, regexp.MustCompile(`listening on (http://\S+)`))
+	stops = append(stops, func() { stop(serve) })
+	if err != nil {
+		cleanup()
+		return nil, fmt.Errorf("kvsgo serve: %w", err)
+	}
+
+	env := append(os.Environ(), "AWS_ACCESS_KEY_ID=latency", "AWS_SECRET_ACCESS_KEY=latency", "AWS_REGION=us-east-1")
+	// testsrc: kvsgo's built-in clip (320x240, 30 fps, a key frame every 30
+	// frames), paced by kvsgo itself, so that a frame's producer timestamp
+	// is the wall-clock time it was sent. (A raw stream from another
+	// program is timed from its first frame's arrival and its frame rate;
+	// a first frame that comes late shifts every timestamp, and the
+	// measured latency with it.)
+	put := exec.CommandContext(ctx, o.kvsgo, "put", "--quiet", "--log-level", "warn", "--stream", "latency", "--source", "testsrc", "--endpoint", base)
+	put.Env, put.Stderr = env, os.Stderr
+	if err := put.Start(); err != nil {
+		cleanup()
+		return nil, fmt.Errorf("kvsgo put: %w", err)
+	}
+	stops = append(stops, func() { stop(put) })
+
+	b, err := pagetest.Start(o.chromium, 1280, 900)
+	if err != nil {
+		cleanup()
+		return nil, err
+	}
+	stops = append(stops, b.Close)
+	return &live{base: base, browser: b, close: cleanup}, nil
 }
 
 // startAndFind starts cmd and waits for a line of its standard output that

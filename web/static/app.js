@@ -1,6 +1,7 @@
 // The page of kvsgo serve: every stream with its state, a live player per
-// stream (hls.js), and a timeline of what is stored to replay a range or
-// download a clip. Plain JavaScript, no build step.
+// stream (WebRTC over WHEP, or hls.js when WebRTC cannot play it), and a
+// timeline of what is stored to replay a range or download a clip. Plain
+// JavaScript, no build step.
 "use strict";
 
 (() => {
@@ -26,6 +27,12 @@
     backBufferLength: 30,
   };
   const REPLAY_CONFIG = { backBufferLength: 60 };
+  // ?live=hls plays live streams over HLS only (for comparing, and for
+  // tests of the HLS player).
+  const LIVE_OVER = new URLSearchParams(location.search).get("live") === "hls" ? "hls" : "webrtc";
+  // How long a WebRTC connection may take to show a picture before the
+  // page gives up on it and plays HLS.
+  const WEBRTC_START_MS = 8000;
 
   async function api(path, opts) {
     const resp = await fetch(path, Object.assign({ credentials: "same-origin" }, opts));
@@ -117,7 +124,8 @@
     el.dataset.stream = name;
     const q = (sel) => el.querySelector(sel);
     const card = {
-      name, el, hls: null, starting: false, mode: "live", live: null, sel: null, timeline: null,
+      name, el, hls: null, pc: null, whep: null, transport: null, noWebRTC: "", behindMs: null,
+      starting: false, mode: "live", live: null, sel: null, timeline: null,
       video: q("video"), overlay: q(".overlay"), overlayText: q(".overlay-text"), when: q(".when"),
       badge: q(".badge"), canvas: q(".timeline canvas"), selection: q(".selection"),
     };
@@ -138,6 +146,7 @@
     const q = (sel) => card.el.querySelector(sel);
     const wasLive = card.live;
     card.live = s.live;
+    card.noWebRTC = s.noWebRTC || "";
     card.badge.textContent = s.live ? "live" : "idle";
     card.badge.className = `badge ${s.live ? "live" : "idle"}`;
     q(".bitrate").textContent = s.live ? fmtBitrate(s.bitrate) : "–";
@@ -145,7 +154,13 @@
     q(".video").textContent = s.video || "–";
     q(".stored").textContent = s.firstMs ? `${fmtDuration(s.lastMs - s.firstMs)} · ${s.retentionHours} h kept` : "nothing yet";
     if (card.mode !== "live") return;
-    if (s.live && !card.hls && !card.starting) {
+    if (s.live && !card.hls && !card.pc && !card.starting) {
+      startLive(card);
+    } else if (s.live && card.pc && card.noWebRTC && !card.starting) {
+      // The stream can no longer be sent over WebRTC (B-frames seen).
+      startLive(card);
+    } else if (s.live && card.hls && card.retryWebRTC && !card.noWebRTC && !card.starting) {
+      // HLS stood in while the producer was starting: WebRTC can play now.
       startLive(card);
     } else if (!s.live && wasLive !== false) {
       // No producer: nothing live to show; what is stored can be replayed.
@@ -168,6 +183,11 @@
   // PROGRAM-DATE-TIME (the producer's clock): live, how far behind the
   // clock it is; in a replay, when it was recorded.
   function showWhen(card) {
+    if (card.pc) {
+      card.when.hidden = card.behindMs == null;
+      if (card.behindMs != null) card.when.textContent = `${(Math.max(0, card.behindMs) / 1000).toFixed(2)} s behind live`;
+      return;
+    }
     const d = card.hls && card.hls.playingDate;
     if (!d) {
       card.when.hidden = true;
@@ -184,6 +204,9 @@
       card.hls.destroy();
       card.hls = null;
     }
+    stopWebRTC(card);
+    setTransport(card, null);
+    card.video.srcObject = null;
     card.video.removeAttribute("src");
     card.video.load();
     card.when.hidden = true;
@@ -196,6 +219,25 @@
     return JSON.parse(text);
   }
 
+  // setTransport shows how the player gets its video: WebRTC, or HLS and
+  // why not WebRTC.
+  function setTransport(card, transport, why) {
+    card.transport = transport;
+    const label = card.el.querySelector(".transport");
+    const line = card.el.querySelector(".live-over");
+    label.hidden = !transport;
+    label.textContent = transport === "webrtc" ? "WebRTC" : transport === "hls" ? "HLS" : "";
+    label.className = `transport ${transport || ""}`;
+    label.title = why || "";
+    card.el.dataset.transport = transport || "";
+    if (transport === "webrtc") line.textContent = "WebRTC (sub-second)";
+    else if (transport === "hls") line.textContent = why ? `HLS: ${why}` : "HLS";
+    else if (card.mode !== "live") line.textContent = "– (replaying over HLS)";
+  }
+
+  // startLive plays the live stream: over WebRTC when it can, over HLS
+  // when not (B-frames, not H.264, a browser without WebRTC, a network
+  // that blocks UDP), saying which.
   async function startLive(card) {
     card.mode = "live";
     card.el.querySelector(".back-live").hidden = true;
@@ -206,21 +248,129 @@
     }
     showOverlay(card, "Connecting…", "");
     card.starting = true;
+    let why = "";
+    card.retryWebRTC = false;
+    try {
+      if (LIVE_OVER === "hls") why = "chosen in the address (?live=hls)";
+      else if (card.noWebRTC) {
+        why = `the live view over WebRTC is off: ${card.noWebRTC}`;
+        // A producer that has just connected: WebRTC once its video comes.
+        card.retryWebRTC = card.noWebRTC.includes("no video yet");
+      }
+      else if (!window.RTCPeerConnection) why = "this browser has no WebRTC";
+      else {
+        why = await startWebRTC(card);
+        if (!why) return;
+      }
+      if (card.mode !== "live") return; // a replay began meanwhile
+      await startLiveHLS(card, why);
+    } finally {
+      card.starting = false;
+    }
+  }
+
+  async function startLiveHLS(card, why) {
+    stopPlayer(card);
     let s;
     try {
       s = await session(card, { mode: "LIVE" });
     } catch (err) {
       s = { error: err.message };
-    } finally {
-      card.starting = false;
     }
-    if (card.mode !== "live") return; // a replay began meanwhile
+    if (card.mode !== "live") return;
     if (s.error) {
       // The stream list's next refresh tries again while the stream is live.
       showOverlay(card, "Live view unavailable", s.error);
       return;
     }
     play(card, s.url, true);
+    setTransport(card, "hls", why);
+  }
+
+  // startWebRTC plays the stream over WebRTC (WHEP: one SDP offer, one
+  // answer; no STUN or TURN: the server is on this machine or this LAN).
+  // It returns "" once the picture shows, or why it could not.
+  async function startWebRTC(card) {
+    const pc = new RTCPeerConnection();
+    card.pc = pc;
+    card.behindMs = null;
+    pc.addTransceiver("video", { direction: "recvonly" });
+    const track = new Promise((resolve) => { pc.ontrack = resolve; });
+    pc.addEventListener("connectionstatechange", () => {
+      if (card.pc !== pc || card.starting) return;
+      if (pc.connectionState === "failed" || pc.connectionState === "closed") {
+        // The server ended it (the producer switched to B-frames, or it
+        // shut down) or the network did: HLS takes over.
+        if (card.mode === "live" && card.live) {
+          card.starting = true;
+          startLiveHLS(card, `the WebRTC connection ${pc.connectionState}`).finally(() => { card.starting = false; });
+        }
+      }
+    });
+    try {
+      const offer = await pc.createOffer();
+      await pc.setLocalDescription(offer);
+      const resp = await api(`/whep/${encodeURIComponent(card.name)}`, {
+        method: "POST", headers: { "Content-Type": "application/sdp" }, body: offer.sdp });
+      const answer = await resp.text();
+      if (resp.status !== 201) {
+        card.retryWebRTC = resp.status === 409 && answer.includes("no video yet");
+        throw new Error(answer.trim() || `HTTP ${resp.status}`);
+      }
+      card.whep = resp.headers.get("Location");
+      if (card.pc !== pc) throw new Error("stopped");
+      await pc.setRemoteDescription({ type: "answer", sdp: answer });
+      const ev = await within(track, WEBRTC_START_MS, "no video track arrived");
+      card.video.srcObject = ev.streams[0] || new MediaStream([ev.track]);
+      card.video.play().catch(() => { /* autoplay waits for the media */ });
+      await within(new Promise((resolve) => card.video.addEventListener("playing", resolve, { once: true })),
+        WEBRTC_START_MS, `no picture within ${WEBRTC_START_MS / 1000} s (is UDP to the server blocked?)`);
+      if (card.pc !== pc) throw new Error("stopped");
+      setTransport(card, "webrtc");
+      watchFrames(card, pc);
+      return "";
+    } catch (err) {
+      if (card.pc === pc) stopWebRTC(card);
+      return `WebRTC did not play: ${err.message}`;
+    }
+  }
+
+  function within(promise, ms, what) {
+    let timer;
+    return Promise.race([promise, new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(what)), ms); })])
+      .finally(() => clearTimeout(timer));
+  }
+
+  // watchFrames reads how far behind live each frame on screen is: the
+  // server sends every frame with its producer timestamp as RTP timestamp
+  // (90 kHz, modulo 2^32), and this browser shares the producer's clock
+  // when both run on one machine (or keep their clocks in sync).
+  function watchFrames(card, pc) {
+    const v = card.video;
+    if (!v.requestVideoFrameCallback) return;
+    const wrap = 2 ** 32;
+    const step = (_, meta) => {
+      if (card.pc !== pc) return;
+      if (meta.rtpTimestamp !== undefined) {
+        const shown = performance.timeOrigin + (meta.expectedDisplayTime || meta.presentationTime);
+        const now = Math.round(shown * 90) % wrap;
+        card.behindMs = (((now - meta.rtpTimestamp) % wrap) + wrap) % wrap / 90;
+      }
+      v.requestVideoFrameCallback(step);
+    };
+    v.requestVideoFrameCallback(step);
+  }
+
+  function stopWebRTC(card) {
+    if (!card.pc) return;
+    card.pc.close();
+    card.pc = null;
+    card.behindMs = null;
+    if (card.whep) {
+      // Hang up, so the server stops sending now rather than at its timeout.
+      api(card.whep, { method: "DELETE", keepalive: true }).catch(() => {});
+      card.whep = null;
+    }
   }
 
   function play(card, url, live) {
@@ -260,6 +410,7 @@
     }
     card.mode = "replay";
     card.el.querySelector(".back-live").hidden = false;
+    stopPlayer(card);
     showOverlay(card, "Loading the recording…", "");
     play(card, s.url, false);
   }
