@@ -26,7 +26,8 @@ type committer struct {
 	interval time.Duration
 	wake     func(StreamID) // tells a stream's live readers
 
-	commits atomic.Int64 // transactions so far
+	commits  atomic.Int64 // transactions so far
+	requests atomic.Int64 // fragments handed to commit so far
 
 	mu     sync.Mutex
 	queue  []*commitReq
@@ -52,6 +53,7 @@ func (c *committer) commit(id StreamID, put func(tx *bolt.Tx) error) error {
 		return ErrClosed
 	}
 	c.queue = append(c.queue, r)
+	c.requests.Add(1)
 	c.mu.Unlock()
 	select {
 	case c.kick <- struct{}{}:
