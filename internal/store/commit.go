@@ -123,13 +123,6 @@ func (c *committer) fail(err error) {
 	}
 }
 
-// pending returns how many fragments wait for the next commit.
-func (c *committer) pending() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.queue)
-}
-
 // count returns how many index commits grouped fragments so far.
 func (c *committer) count() int64 { return c.commits.Load() }
 
