@@ -1,6 +1,9 @@
 package server
 
 import (
+	"bufio"
+	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -138,6 +141,16 @@ func (l *limitListener) refuse(c net.Conn, why string) {
 		defer c.Close()
 		body := fmt.Sprintf(`{"Message":"kvsgo serve refused the connection: %s. Close connections you do not use, or raise the limit."}`+"\n", why)
 		_ = c.SetDeadline(time.Now().Add(time.Second))
+		// Read the request's header first: an answer that comes before the
+		// request is one HTTP clients (Go's among them) take for a broken
+		// connection, not for the 503 it is.
+		br := bufio.NewReaderSize(io.LimitReader(c, 64<<10), 4096)
+		for {
+			line, err := br.ReadSlice('\n')
+			if err != nil && !errors.Is(err, bufio.ErrBufferFull) || len(bytes.TrimSpace(line)) == 0 {
+				break
+			}
+		}
 		_, err := fmt.Fprintf(c, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"+
 			"X-Amzn-ErrorType: ServiceUnavailable:%s\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s",
 			errorNamespace, len(body), body)

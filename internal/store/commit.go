@@ -26,7 +26,8 @@ type committer struct {
 	interval time.Duration
 	wake     func(StreamID) // tells a stream's live readers
 
-	commits atomic.Int64 // transactions so far
+	commits  atomic.Int64 // transactions so far
+	requests atomic.Int64 // fragments handed to commit so far
 
 	mu     sync.Mutex
 	queue  []*commitReq
@@ -52,6 +53,7 @@ func (c *committer) commit(id StreamID, put func(tx *bolt.Tx) error) error {
 		return ErrClosed
 	}
 	c.queue = append(c.queue, r)
+	c.requests.Add(1)
 	c.mu.Unlock()
 	select {
 	case c.kick <- struct{}{}:
@@ -119,13 +121,6 @@ func (c *committer) fail(err error) {
 		r.err = err
 		close(r.done)
 	}
-}
-
-// pending returns how many fragments wait for the next commit.
-func (c *committer) pending() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.queue)
 }
 
 // count returns how many index commits grouped fragments so far.
