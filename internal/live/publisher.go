@@ -58,7 +58,7 @@ func (h *Hub) Publish(name string, relative bool, startMS int64) *Publisher {
 // Close ends the session's feed. Viewers stay: the stream's next producer
 // session continues them from its first key frame.
 func (p *Publisher) Close() {
-	if p.closed {
+	if p == nil || p.closed {
 		return
 	}
 	p.closed = true
@@ -69,8 +69,12 @@ func (p *Publisher) Close() {
 
 // Event takes one event of the session's Matroska stream: the header (the
 // codec private data) and each frame. Invalid frames are skipped: the
-// ingest, not the live view, judges the producer's data.
+// ingest, not the live view, judges the producer's data. A nil Publisher
+// (an ingest without a live view, as in tests) takes nothing.
 func (p *Publisher) Event(ev *mkv.Event) {
+	if p == nil {
+		return
+	}
 	switch ev.Type {
 	case mkv.EventHeader:
 		p.header(ev.Header)
