@@ -253,6 +253,15 @@ func TestViewerSurvivesProducerReconnect(t *testing.T) {
 	}
 }
 
+// A nil Publisher (an ingest without a live view) takes events and
+// closes without effect.
+func TestNilPublisher(t *testing.T) {
+	var p *Publisher
+	p.Event(header("V_MPEG4/ISO/AVC", avcC()))
+	p.Event(frame(0, true, 10))
+	p.Close()
+}
+
 // FuzzPublisher: whatever the codec private data and frames, the
 // publisher neither panics nor sends a packet over the MTU.
 func FuzzPublisher(f *testing.F) {

@@ -69,7 +69,8 @@ func (p *Publisher) Close() {
 
 // Event takes one event of the session's Matroska stream: the header (the
 // codec private data) and each frame. Invalid frames are skipped: the
-// ingest, not the live view, judges the producer's data.
+// ingest, not the live view, judges the producer's data. A nil Publisher
+// (an ingest without a live view, as in tests) takes nothing.
 func (p *Publisher) Event(ev *mkv.Event) {
 	if p == nil {
 		return
