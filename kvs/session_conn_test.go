@@ -130,3 +130,39 @@ func TestSessionRefusedBeforeTheBody(t *testing.T) {
 		t.Fatalf("Err = %v, want a refusal for the credentials", e)
 	}
 }
+
+// TestSessionThroughHTTPClient: with a caller's HTTPClient (and so
+// through a proxy) the body goes through net/http: TryWrite declines,
+// Write and CloseBody carry the body, and the acks come back.
+func TestSessionThroughHTTPClient(t *testing.T) {
+	got := make(chan []byte, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		got <- body
+		a := Ack{EventType: AckPersisted, FragmentTimecode: 1000, HasTimecode: true, FragmentNumber: "1"}
+		_, _ = w.Write(a.AppendJSON(nil))
+	}))
+	defer srv.Close()
+	sess, err := OpenSession(context.Background(), SessionConfig{Endpoint: srv.URL, Stream: "s", Region: "us-east-1",
+		Credentials: aws.Credentials{AccessKeyID: "AKID", SecretAccessKey: "secret"}, HTTPClient: &http.Client{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Abort()
+	if sess.TryWrite([]byte("x")) {
+		t.Fatal("TryWrite took bytes on the net/http path")
+	}
+	if _, err := sess.Write([]byte("frame")); err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.CloseBody(); err != nil {
+		t.Fatal(err)
+	}
+	if b := <-got; string(b) != "frame" {
+		t.Fatalf("the server read %q", b)
+	}
+	a, ok := <-sess.Acks()
+	if !ok || a.EventType != AckPersisted || a.FragmentTimecode != 1000 {
+		t.Fatalf("ack %+v %v", a, ok)
+	}
+}
