@@ -599,6 +599,12 @@ func serveProducerMetrics(addr string, s *producerSink, log *slog.Logger) (*http
 		}
 		io.WriteString(w, "ok\n")
 	})
+	return listenMetrics(addr, mux, log)
+}
+
+// listenMetrics serves mux on addr (--metrics-addr) until the returned
+// server is shut down.
+func listenMetrics(addr string, mux *http.ServeMux, log *slog.Logger) (*http.Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("--metrics-addr %s: %w", addr, err)

@@ -10,10 +10,8 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -29,6 +27,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/kvsgo/kvsgo/internal/pagetest"
+	"github.com/kvsgo/kvsgo/internal/perf"
 )
 
 func main() {
@@ -208,8 +207,8 @@ func startLive(o options) (*live, error) {
 	}
 	serve := exec.CommandContext(ctx, o.kvsgo, "serve", "--listen", "127.0.0.1:0", "--data", filepath.Join(dir, "data"), "--log-level", "warn")
 	serve.Stderr = os.Stderr
-	base, err := startAndFind(serve, regexp.MustCompile(`listening on (http://\S+)`))
-	stops = append(stops, func() { stop(serve) })
+	base, err := perf.StartAndFind(serve, regexp.MustCompile(`listening on (http://\S+)`))
+	stops = append(stops, func() { perf.Stop(serve) })
 	if err != nil {
 		cleanup()
 		return nil, fmt.Errorf("kvsgo serve: %w", err)
@@ -228,7 +227,7 @@ func startLive(o options) (*live, error) {
 		cleanup()
 		return nil, fmt.Errorf("kvsgo put: %w", err)
 	}
-	stops = append(stops, func() { stop(put) })
+	stops = append(stops, func() { perf.Stop(put) })
 
 	b, err := pagetest.Start(o.chromium, 1280, 900)
 	if err != nil {
@@ -237,50 +236,6 @@ func startLive(o options) (*live, error) {
 	}
 	stops = append(stops, b.Close)
 	return &live{base: base, browser: b, close: cleanup}, nil
-}
-
-// startAndFind starts cmd and waits for a line of its standard output that
-// matches re; it returns the first group.
-func startAndFind(cmd *exec.Cmd, re *regexp.Regexp) (string, error) {
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return "", err
-	}
-	if err := cmd.Start(); err != nil {
-		return "", err
-	}
-	found := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if m := re.FindStringSubmatch(sc.Text()); m != nil {
-				found <- m[1]
-			}
-		}
-		_, _ = io.Copy(io.Discard, out)
-	}()
-	select {
-	case s := <-found:
-		return s, nil
-	case <-time.After(20 * time.Second):
-		return "", errors.New("it did not say where it listens within 20 s")
-	}
-}
-
-// stop ends a program with Ctrl-C, then for good after 10 s.
-func stop(cmd *exec.Cmd) {
-	if cmd.Process == nil {
-		return
-	}
-	_ = cmd.Process.Signal(os.Interrupt)
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = cmd.Process.Kill()
-		<-done
-	}
 }
 
 func percentile(v []float64, p float64) float64 {

@@ -8,12 +8,10 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -56,11 +54,11 @@ func run() error {
 	defer cancel()
 	serve := exec.CommandContext(ctx, *kvsgo, "serve", "--listen", "127.0.0.1:0", "--data", filepath.Join(dir, "data"), "--log-level", "warn")
 	serve.Stderr = os.Stderr
-	base, err := startAndFind(serve, regexp.MustCompile(`listening on (http://\S+)`))
+	base, err := perf.StartAndFind(serve, regexp.MustCompile(`listening on (http://\S+)`))
 	if err != nil {
 		return fmt.Errorf("kvsgo serve: %w", err)
 	}
-	defer stop(serve)
+	defer perf.Stop(serve)
 	src := "exec:ffmpeg -v error -re -f lavfi -i testsrc2=size=640x360:rate=30 -vf noise=alls=12:allf=t -c:v libx264 -preset ultrafast -tune zerolatency " +
 		"-b:v " + *bitrate + " -maxrate " + *bitrate + " -bufsize " + *bitrate + " -g 30 -bf 0 -pix_fmt yuv420p -f h264 -"
 	put := exec.CommandContext(ctx, *kvsgo, "put", "--quiet", "--log-level", "warn", "--stream", "viewers", "--source", src, "--endpoint", base)
@@ -69,7 +67,7 @@ func run() error {
 	if err := put.Start(); err != nil {
 		return fmt.Errorf("kvsgo put: %w", err)
 	}
-	defer stop(put)
+	defer perf.Stop(put)
 
 	// The first viewer waits for the stream to be live.
 	endpoint := base + "/whep/viewers"
@@ -188,45 +186,4 @@ func sum(v []float64) float64 {
 		t += x
 	}
 	return t
-}
-
-func startAndFind(cmd *exec.Cmd, re *regexp.Regexp) (string, error) {
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return "", err
-	}
-	if err := cmd.Start(); err != nil {
-		return "", err
-	}
-	found := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if m := re.FindStringSubmatch(sc.Text()); m != nil {
-				found <- m[1]
-			}
-		}
-		_, _ = io.Copy(io.Discard, out)
-	}()
-	select {
-	case s := <-found:
-		return s, nil
-	case <-time.After(20 * time.Second):
-		return "", errors.New("it did not say where it listens within 20 s")
-	}
-}
-
-func stop(cmd *exec.Cmd) {
-	if cmd.Process == nil {
-		return
-	}
-	_ = cmd.Process.Signal(os.Interrupt)
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = cmd.Process.Kill()
-		<-done
-	}
 }
