@@ -240,9 +240,9 @@ func (o outcome) describe() string {
 	case o.buildFailed:
 		return "BUILD FAILED (the mutation does not compile)"
 	case o.timedOut:
-		return "timed out: " + strings.Join(o.failedTests, ", ")
+		return "timed out: " + grouped(o.failedTests)
 	case len(o.failedTests) > 0:
-		return "failed: " + strings.Join(o.failedTests, ", ")
+		return "failed: " + grouped(o.failedTests)
 	case o.exitErr != nil:
 		return "go test failed: " + o.exitErr.Error()
 	}
@@ -397,4 +397,29 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// grouped names failed tests with their failed subtests in brackets:
+// TestX (a, b).
+func grouped(names []string) string {
+	var tops []string
+	subs := map[string][]string{}
+	for _, n := range names {
+		top, sub, ok := strings.Cut(n, "/")
+		if _, seen := subs[top]; !seen {
+			tops = append(tops, top)
+			subs[top] = nil
+		}
+		if ok {
+			subs[top] = append(subs[top], sub)
+		}
+	}
+	var out []string
+	for _, t := range tops {
+		if s := subs[t]; len(s) > 0 {
+			t += " (" + strings.Join(s, ", ") + ")"
+		}
+		out = append(out, t)
+	}
+	return strings.Join(out, ", ")
 }
