@@ -203,7 +203,11 @@ func TestH265BFramesRefused(t *testing.T) {
 	p.Event(h265Block(0, aus[0]))
 	p.Event(h265Block(100, aus[1]))
 	p.Event(h265Block(33, aus[2])) // shown before the one sent before it
-	<-v.Done()
+	select {
+	case <-v.Done():
+	default:
+		t.Fatal("an H.265 B-frame did not end the viewer")
+	}
 	if !errors.Is(v.Err(), ErrReordered) || !errors.Is(h.Status("cam"), ErrReordered) {
 		t.Fatalf("B-frames: viewer %v, status %v", v.Err(), h.Status("cam"))
 	}
@@ -228,7 +232,11 @@ func TestCodecSwitchEndsViewers(t *testing.T) {
 	p = h.Publish("cam", false, 0)
 	defer p.Close()
 	p.Event(header("V_MPEGH/ISO/HEVC", hvcc))
-	<-v.Done()
+	select {
+	case <-v.Done():
+	default:
+		t.Fatal("switching to H.265 did not end the H.264 viewer")
+	}
 	if !errors.Is(v.Err(), ErrCodecChanged) {
 		t.Fatalf("after the switch: %v", v.Err())
 	}
