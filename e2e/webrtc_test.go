@@ -126,3 +126,65 @@ func liveOver(b *pagetest.Browser, card string) string {
 	}
 	return "live view: " + s
 }
+
+// TestPageH265Live: a live H.265 stream (x265 without B-frames). Serve
+// sends H.265 over WebRTC to a browser whose offer has it, and refuses the
+// others with the reason. Headless Chromium here (software decoding only)
+// does not offer H.265 in WebRTC — RTCRtpReceiver.getCapabilities says
+// so, and the test logs it — so the page must fall back to HLS, labelled
+// HLS, saying why; where the browser does offer it, the page plays it over
+// WebRTC and the browser decodes video/H265.
+func TestPageH265Live(t *testing.T) {
+	t.Parallel()
+	chromium := mediatest.Tool(t, "chromium")
+	srv := startServe(t, serveArgs(t.TempDir())...)
+	put := startProc(t, binary, "put", "--quiet", "--stream", "hevc", "--endpoint", srv.url, "--source",
+		"exec:ffmpeg -v error -re -f lavfi -i testsrc2=size=320x240:rate=30 -c:v libx265 -x265-params bframes=0:keyint=30:log-level=error -pix_fmt yuv420p -f hevc -")
+	defer func() { _ = put.stop() }()
+	waitFragments(t, srv.url, "hevc", 1)
+
+	b := startBrowser(t, chromium)
+	if err := b.Login(srv.url, creds.AccessKeyID, creds.SecretAccessKey); err != nil {
+		t.Fatalf("login: %v", err)
+	}
+	offers, err := pagetest.Eval[bool](b, `RTCRtpReceiver.getCapabilities("video").codecs.some(c => c.mimeType.toLowerCase() === "video/h265")`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mse, _ := pagetest.Eval[bool](b, `!!window.MediaSource && MediaSource.isTypeSupported('video/mp4; codecs="hvc1.1.6.L93.B0"')`)
+	t.Logf("this Chromium offers H.265 in WebRTC: %v; plays H.265 from MSE (HLS): %v", offers, mse)
+	card := `.card[data-stream="hevc"] `
+	if offers {
+		if err := b.Poll(`(() => { const c = document.querySelector('`+card+`'); const v = c && c.querySelector("video");
+			return !!v && c.dataset.transport === "webrtc" && v.currentTime > 1 && v.videoWidth > 0; })()`, 60*time.Second); err != nil {
+			t.Fatalf("the page does not play the H.265 stream over WebRTC: %v\n%s\n%s", err, pageState(b, card), liveOver(b, card))
+		}
+		st, err := b.WebRTC()
+		if err != nil || st.Codec != "video/H265" || st.KeyFrames < 1 {
+			t.Fatalf("the browser decodes %+v (%v), want video/H265 from a key frame", st, err)
+		}
+		return
+	}
+	if err := b.Poll(`(() => { const c = document.querySelector('`+card+`');
+		return !!c && c.dataset.transport === "hls" && c.querySelector(".live-over").textContent.includes("H.265"); })()`, 60*time.Second); err != nil {
+		t.Fatalf("the page does not fall back to HLS for the H.265 stream: %v\n%s\n%s", err, pageState(b, card), liveOver(b, card))
+	}
+	if label, err := pagetest.Eval[string](b, `document.querySelector('`+card+`.transport').textContent`); err != nil || label != "HLS" {
+		t.Fatalf("the player's label is %q (%v), want HLS", label, err)
+	}
+	if why := liveOver(b, card); !strings.Contains(why, "this browser does not offer H.265 over WebRTC; the page plays it over HLS") {
+		t.Fatalf("the page does not say why not WebRTC: %q", why)
+	}
+	if mse {
+		// A browser that decodes H.265 from MSE plays it over HLS.
+		if err := b.Poll(`(() => { const v = document.querySelector('`+card+`video'); return !!v && v.currentTime > 1 && v.videoWidth > 0; })()`, 60*time.Second); err != nil {
+			t.Fatalf("the page does not play the H.265 stream over HLS: %v\n%s", err, pageState(b, card))
+		}
+	} else if err := b.Poll(`document.querySelector('`+card+`.overlay-text').textContent.startsWith("This browser cannot decode this video")`, 30*time.Second); err != nil {
+		// Nor over HLS: the player says so, rather than "Connecting…".
+		t.Fatalf("the player does not say the browser cannot decode H.265: %v\n%s", err, pageState(b, card))
+	}
+	t.Logf("%s\n%s", pageState(b, card), liveOver(b, card))
+	saveScreenshot(t, b, "live-h265-hls.png")
+	noPageErrors(t, b)
+}

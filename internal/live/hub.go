@@ -13,6 +13,8 @@ import (
 	"sync"
 
 	"github.com/pion/rtp"
+
+	"github.com/kvsgo/kvsgo/internal/codec"
 )
 
 // Reasons a stream cannot be watched live; the page falls back to HLS.
@@ -23,8 +25,11 @@ var (
 	// earlier). Browsers' WebRTC decoders show frames in the order they
 	// arrive, so the picture would jump back and forth.
 	ErrReordered = errors.New("the stream has B-frames, which WebRTC players cannot show in order; it plays over HLS")
-	// ErrCodec: the stream's video is not H.264.
-	ErrCodec = errors.New("its video is not H.264, the one codec kvsgo sends over WebRTC; it plays over HLS")
+	// ErrCodec: the stream's video is neither H.264 nor H.265.
+	ErrCodec = errors.New("its video is neither H.264 nor H.265, the codecs kvsgo sends over WebRTC; it plays over HLS")
+	// ErrCodecChanged: a new producer session sends another codec than the
+	// one the viewer's session negotiated.
+	ErrCodecChanged = errors.New("its producer switched codec (H.264 and H.265); connect again")
 	// ErrNoVideo: the stream has no video track.
 	ErrNoVideo = errors.New("it has no video track")
 	// ErrStarting: the producer has connected but its header has not come
@@ -90,6 +95,20 @@ func (h *Hub) Status(name string) error {
 	return st.statusLocked()
 }
 
+// Codec is the video codec of a live stream (H.264 or H.265), which the
+// viewer's session must negotiate; 0 when it is not known yet.
+func (h *Hub) Codec(name string) codec.Codec {
+	h.mu.Lock()
+	st := h.streams[name]
+	h.mu.Unlock()
+	if st == nil {
+		return 0
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.kind
+}
+
 // Viewers returns how many viewers watch the named stream.
 func (h *Hub) Viewers(name string) int {
 	h.mu.Lock()
@@ -118,7 +137,7 @@ func (h *Hub) Subscribe(name string) (*Viewer, error) {
 	if err := st.statusLocked(); err != nil {
 		return nil, err
 	}
-	v := &Viewer{st: st, frames: make(chan *Frame, ViewerQueue), done: make(chan struct{}), waitKey: true}
+	v := &Viewer{st: st, codec: st.kind, frames: make(chan *Frame, ViewerQueue), done: make(chan struct{}), waitKey: true}
 	st.viewers[v] = struct{}{}
 	return v, nil
 }
@@ -142,8 +161,9 @@ type Stream struct {
 	name string
 
 	mu        sync.Mutex
-	producers int   // PutMedia sessions sending (one, but a new one may open before the old one has closed)
-	codec     error // nil when the video is H.264
+	producers int         // PutMedia sessions sending (one, but a new one may open before the old one has closed)
+	codec     error       // nil when the video can be sent
+	kind      codec.Codec // the video's codec, once a header has come
 	reordered bool
 	viewers   map[*Viewer]struct{}
 }
@@ -200,6 +220,7 @@ func (st *Stream) endViewers(err error) {
 // Viewer receives a stream's frames from its next key frame on.
 type Viewer struct {
 	st     *Stream
+	codec  codec.Codec
 	frames chan *Frame
 	done   chan struct{}
 
@@ -209,6 +230,9 @@ type Viewer struct {
 	dropped int
 	err     error
 }
+
+// Codec is the codec of the frames the viewer gets.
+func (v *Viewer) Codec() codec.Codec { return v.codec }
 
 // Frames delivers the frames to send, in order.
 func (v *Viewer) Frames() <-chan *Frame { return v.frames }

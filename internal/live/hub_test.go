@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"strings"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -202,15 +203,19 @@ func TestWhatCannotBeWatched(t *testing.T) {
 	}
 	p.Close()
 
-	// The next session starts afresh: H.265 this time.
+	// The next session starts afresh: VP8 this time.
 	p = h.Publish("cam", false, 0)
 	defer p.Close()
 	if _, err := h.Subscribe("cam"); !errors.Is(err, ErrStarting) {
 		t.Fatalf("before the header: %v", err)
 	}
-	p.Event(header("V_MPEGH/ISO/HEVC", nil))
+	p.Event(header("V_VP8", nil))
 	if _, err := h.Subscribe("cam"); !errors.Is(err, ErrCodec) {
-		t.Fatalf("H.265: %v", err)
+		t.Fatalf("VP8: %v", err)
+	}
+	p.Event(header("V_MPEGH/ISO/HEVC", []byte{1, 2}))
+	if err := h.Status("cam"); err == nil || !strings.Contains(err.Error(), "H.265 codec private data is unreadable") {
+		t.Fatalf("an unreadable hvcC: %v", err)
 	}
 	p.Event(header("V_MPEG4/ISO/AVC", []byte{1, 2}))
 	if err := h.Status("cam"); err == nil {
@@ -262,18 +267,27 @@ func TestNilPublisher(t *testing.T) {
 	p.Close()
 }
 
-// FuzzPublisher: whatever the codec private data and frames, the
-// publisher neither panics nor sends a packet over the MTU.
+// FuzzPublisher: whatever the codec (H.264 or H.265), codec private data
+// and frames, the publisher neither panics nor sends a packet over the
+// MTU.
 func FuzzPublisher(f *testing.F) {
-	f.Add(avcC(), frame(0, true, 3000).Block.Frames[0], true)
-	f.Add([]byte{1, 0x42, 0, 0x1f, 0xfc, 0xe1, 0xff, 0xff}, []byte{0, 0, 0, 9, 0x65}, true)
-	f.Add([]byte{}, []byte{0xff, 0xff, 0xff, 0xff, 1}, false)
-	f.Fuzz(func(t *testing.T, private, data []byte, key bool) {
+	hvcC := hvcCOf(f)
+	f.Add(false, avcC(), frame(0, true, 3000).Block.Frames[0], true)
+	f.Add(false, []byte{1, 0x42, 0, 0x1f, 0xfc, 0xe1, 0xff, 0xff}, []byte{0, 0, 0, 9, 0x65}, true)
+	f.Add(false, []byte{}, []byte{0xff, 0xff, 0xff, 0xff, 1}, false)
+	f.Add(true, hvcC, h265IDR(3000), true)
+	f.Add(true, hvcC, []byte{0, 0, 0, 3, 0x62, 0x01, 0xff}, true) // a fragment unit's type in a frame
+	f.Add(true, hvcC[:30], []byte{0, 0, 0, 2, 0x40, 0x01}, true)
+	f.Fuzz(func(t *testing.T, h265 bool, private, data []byte, key bool) {
 		h := NewHub(nil)
 		defer h.Close()
 		p := h.Publish("cam", false, 0)
 		defer p.Close()
-		p.Event(header("V_MPEG4/ISO/AVC", private))
+		id := "V_MPEG4/ISO/AVC"
+		if h265 {
+			id = "V_MPEGH/ISO/HEVC"
+		}
+		p.Event(header(id, private))
 		v, err := h.Subscribe("cam")
 		if err != nil {
 			return

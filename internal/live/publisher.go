@@ -25,13 +25,13 @@ type Publisher struct {
 
 	scale      int64 // ns per timecode unit
 	video      uint64
-	h264       bool
+	codec      codec.Codec // 0 when the video cannot be sent
 	lengthSize int
-	params     [][]byte // SPS and PPS from the codec private data
+	params     [][]byte // VPS (H.265), SPS and PPS from the codec private data
 	lastTC     int64
 	haveTC     bool
 
-	payloader codecs.H264Payloader
+	payloader rtp.Payloader
 	nalus     [][]byte
 	closed    bool
 }
@@ -79,7 +79,7 @@ func (p *Publisher) Event(ev *mkv.Event) {
 	case mkv.EventHeader:
 		p.header(ev.Header)
 	case mkv.EventBlock:
-		if p.h264 && ev.Block.Track == p.video {
+		if p.codec != 0 && ev.Block.Track == p.video {
 			p.frame(ev)
 		}
 	}
@@ -89,7 +89,7 @@ func (p *Publisher) Event(ev *mkv.Event) {
 // ingest skips block payloads unread otherwise, so a stream nobody watches
 // costs nothing here.
 func (p *Publisher) WantsFrames() bool {
-	return p != nil && p.h264 && p.st.hasViewers()
+	return p != nil && p.codec != 0 && p.st.hasViewers()
 }
 
 func (p *Publisher) header(h *mkv.Header) {
@@ -97,30 +97,55 @@ func (p *Publisher) header(h *mkv.Header) {
 	if p.scale == 0 {
 		p.scale = mkv.DefaultTimecodeScale
 	}
-	p.h264, p.params, p.haveTC = false, nil, false
+	p.codec, p.params, p.haveTC = 0, nil, false
 	status := ErrNoVideo
 	for _, t := range h.Tracks {
 		if t.Type != mkv.TrackTypeVideo {
 			continue
 		}
 		p.video = t.Number
-		if t.CodecID != "V_MPEG4/ISO/AVC" {
+		var (
+			c   codec.Codec
+			cfg codec.DecoderConfig
+			err error
+		)
+		switch t.CodecID {
+		case "V_MPEG4/ISO/AVC":
+			c = codec.H264
+			cfg, err = codec.ParseAVCC(t.CodecPrivate)
+			p.payloader = &codecs.H264Payloader{}
+		case "V_MPEGH/ISO/HEVC":
+			c = codec.H265
+			cfg, err = codec.ParseHVCC(t.CodecPrivate)
+			// Aggregation packs the parameter sets into one AP before
+			// the key frame's first slice.
+			p.payloader = &codecs.H265Payloader{}
+		default:
 			status = fmt.Errorf("%w (it is %s)", ErrCodec, t.CodecID)
+		}
+		if c == 0 {
 			break
 		}
-		cfg, err := codec.ParseAVCC(t.CodecPrivate)
 		if err != nil {
-			status = fmt.Errorf("its H.264 codec private data is unreadable: %w", err)
+			status = fmt.Errorf("its %s codec private data is unreadable: %w", c, err)
 			break
 		}
-		p.h264, p.lengthSize, p.params, status = true, cfg.LengthSize, cfg.NALUs(), nil
+		p.codec, p.lengthSize, p.params, status = c, cfg.LengthSize, cfg.NALUs(), nil
 		break
 	}
 	p.st.mu.Lock()
+	changed := p.codec != 0 && p.st.kind != 0 && p.codec != p.st.kind
 	p.st.codec = status
+	if p.codec != 0 {
+		p.st.kind = p.codec
+	}
 	p.st.mu.Unlock()
-	if status != nil {
+	switch {
+	case status != nil:
 		p.st.endViewers(status)
+	case changed:
+		// A viewer's session negotiated the old codec.
+		p.st.endViewers(ErrCodecChanged)
 	}
 }
 
@@ -128,7 +153,7 @@ func (p *Publisher) frame(ev *mkv.Event) {
 	// A frame with an earlier timecode than the one before it was sent
 	// ahead of frames it is shown after: a B-frame stream.
 	if p.haveTC && ev.Timecode < p.lastTC {
-		p.h264 = false
+		p.codec = 0
 		p.st.mu.Lock()
 		p.st.reordered = true
 		p.st.mu.Unlock()
@@ -149,9 +174,10 @@ func (p *Publisher) frame(ev *mkv.Event) {
 			return
 		}
 		if key {
-			// The parameter sets go before every key frame, so that a
-			// viewer can start there; the payloader packs them into one
-			// STAP-A with the frame's first NAL unit.
+			// The parameter sets go before every key frame (IDR, or for
+			// H.265 any IRAP: IDR, CRA, BLA), so that a viewer can start
+			// there; the payloader packs them into one STAP-A (H.264) or
+			// AP (H.265) with the frame's first NAL unit.
 			for _, n := range p.params {
 				payloads = append(payloads, p.payloader.Payload(MTU, n)...)
 			}

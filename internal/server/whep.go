@@ -97,7 +97,7 @@ func (s *Server) whepOffer(u *ui, w http.ResponseWriter, r *http.Request) {
 		switch {
 		case errors.Is(err, whep.ErrOffer):
 			status = http.StatusBadRequest
-		case errors.Is(err, live.ErrNotLive), errors.Is(err, live.ErrReordered), errors.Is(err, live.ErrCodec), errors.Is(err, live.ErrNoVideo), errors.Is(err, live.ErrStarting):
+		case errors.Is(err, live.ErrNotLive), errors.Is(err, live.ErrReordered), errors.Is(err, live.ErrCodec), errors.Is(err, live.ErrNoVideo), errors.Is(err, live.ErrStarting), errors.Is(err, whep.ErrNoH265):
 			// The stream exists but cannot be watched live over WebRTC
 			// now; the page plays it over HLS.
 			status = http.StatusConflict

@@ -85,12 +85,12 @@ func sigv4(req *http.Request) error {
 // dial connects a WHEP viewer. A producer that has just connected has no
 // video for a moment (409, "sent no video yet"): it waits for that, at most
 // 10 s.
-func dial(t *testing.T, ts *testServer, stream string, hc *http.Client, sign func(*http.Request) error) (*whep.Client, error) {
+func dial(t *testing.T, ts *testServer, stream string, hc *http.Client, sign func(*http.Request) error, opts ...whep.DialOption) (*whep.Client, error) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		c, err := whep.Dial(ctx, ts.URL+"/whep/"+stream, hc, sign)
+		c, err := whep.Dial(ctx, ts.URL+"/whep/"+stream, hc, sign, opts...)
 		cancel()
 		var he *whep.HTTPError
 		if errors.As(err, &he) && strings.Contains(he.Message, "sent no video yet") && time.Now().Before(deadline) {

@@ -8,15 +8,18 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
+	"github.com/pion/rtp"
+	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
 )
 
 // Client is a WHEP viewer: a receive-only PeerConnection that counts the
-// H.264 video it gets. The tests and the viewer benchmark
+// H.264 (or, offered with WithH265, H.265) video it gets. The tests and the viewer benchmark
 // (scripts/viewersprobe) use it.
 type Client struct {
 	pc       *webrtc.PeerConnection
@@ -31,7 +34,25 @@ type Client struct {
 	connected chan struct{}
 	connOnce  sync.Once
 	reading   bool // a goroutine reads the track; it closes done
+
+	opts    dialOptions
+	depack  rtp.Depacketizer
+	partial []byte   // the access unit being received (WithAccessUnits)
+	aus     [][]byte // the access units received, Annex-B
 }
+
+// DialOption changes what a Client offers or keeps.
+type DialOption func(*dialOptions)
+
+type dialOptions struct{ h265, keepAUs bool }
+
+// WithH265 offers H.265 besides H.264, as a browser that decodes it does.
+func WithH265() DialOption { return func(o *dialOptions) { o.h265 = true } }
+
+// WithAccessUnits keeps every access unit received, depacketized (Annex-B
+// byte stream), for AccessUnits: for tests that compare them with the
+// source.
+func WithAccessUnits() DialOption { return func(o *dialOptions) { o.keepAUs = true } }
 
 // ClientStats is what a Client received.
 type ClientStats struct {
@@ -40,8 +61,11 @@ type ClientStats struct {
 	Frames int
 	// Lost counts sequence numbers skipped.
 	Lost int
-	// FirstNALU is the type of the first NAL unit received (24 STAP-A
-	// with the parameter sets, 5 IDR, 7 SPS: a start at a key frame).
+	// MimeType is the negotiated codec: video/H264 or video/H265.
+	MimeType string
+	// FirstNALU is the type of the first NAL unit received (H.264: 24
+	// STAP-A with the parameter sets, 5 IDR, 7 SPS; H.265: 48 AP with the
+	// parameter sets, 32 VPS: a start at a key frame).
 	FirstNALU int
 	// Timestamps are the RTP timestamps of the frames, in order.
 	Timestamps []uint32
@@ -50,10 +74,19 @@ type ClientStats struct {
 // Dial offers to receive the stream at endpoint (…/whep/STREAM) and waits
 // for the answer. sign, when not nil, signs the request (SigV4) or adds a
 // cookie. The connection then completes in the background: Connected.
-func Dial(ctx context.Context, endpoint string, hc *http.Client, sign func(*http.Request) error) (*Client, error) {
+func Dial(ctx context.Context, endpoint string, hc *http.Client, sign func(*http.Request) error, opts ...DialOption) (*Client, error) {
+	var o dialOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	m := &webrtc.MediaEngine{}
 	if err := registerH264(m); err != nil {
 		return nil, err
+	}
+	if o.h265 {
+		if err := registerH265(m); err != nil {
+			return nil, err
+		}
 	}
 	ir := &interceptor.Registry{}
 	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
@@ -72,7 +105,7 @@ func Dial(ctx context.Context, endpoint string, hc *http.Client, sign func(*http
 	if hc == nil {
 		hc = http.DefaultClient
 	}
-	c := &Client{pc: pc, http: hc, sign: sign, done: make(chan struct{}), connected: make(chan struct{})}
+	c := &Client{pc: pc, http: hc, sign: sign, done: make(chan struct{}), connected: make(chan struct{}), opts: o}
 	c.stats.FirstNALU = -1
 	ok := false
 	defer func() {
@@ -169,8 +202,25 @@ func (c *Client) Stats() ClientStats {
 	return s
 }
 
+// AccessUnits returns the access units received so far (WithAccessUnits),
+// each as an Annex-B byte stream.
+func (c *Client) AccessUnits() [][]byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([][]byte(nil), c.aus...)
+}
+
 func (c *Client) read(t *webrtc.TrackRemote) {
 	defer close(c.done)
+	h265 := strings.EqualFold(t.Codec().MimeType, webrtc.MimeTypeH265)
+	c.mu.Lock()
+	c.stats.MimeType = t.Codec().MimeType
+	if h265 {
+		c.depack = &codecs.H265Depacketizer{}
+	} else {
+		c.depack = &codecs.H264Packet{}
+	}
+	c.mu.Unlock()
 	for {
 		p, _, err := t.ReadRTP()
 		if err != nil {
@@ -182,7 +232,22 @@ func (c *Client) read(t *webrtc.TrackRemote) {
 		}
 		c.lastSeq = p.SequenceNumber
 		if c.stats.FirstNALU < 0 && len(p.Payload) > 0 {
-			c.stats.FirstNALU = int(p.Payload[0] & 0x1f)
+			if h265 {
+				c.stats.FirstNALU = int(p.Payload[0]>>1) & 0x3f
+			} else {
+				c.stats.FirstNALU = int(p.Payload[0] & 0x1f)
+			}
+		}
+		if c.opts.keepAUs {
+			// A packet that does not depacketize (lost fragments) leaves
+			// its access unit short: the comparison with the source fails.
+			if b, err := c.depack.Unmarshal(p.Payload); err == nil {
+				c.partial = append(c.partial, b...)
+			}
+			if p.Marker {
+				c.aus = append(c.aus, c.partial)
+				c.partial = nil
+			}
 		}
 		c.stats.Packets++
 		c.stats.Bytes += len(p.Payload)

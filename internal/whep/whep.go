@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/kvsgo/kvsgo/internal/codec"
 	"github.com/kvsgo/kvsgo/internal/live"
 )
 
@@ -31,6 +33,10 @@ var (
 	ErrOffer = errors.New("unusable SDP offer")
 	// ErrClosed: the service is shutting down.
 	ErrClosed = errors.New("the server is shutting down")
+	// ErrNoH265: the stream is H.265 and the offer does not receive it.
+	// Browsers offer H.265 over WebRTC only where the platform decodes it
+	// (Safari; Chrome with hardware decoding).
+	ErrNoH265 = errors.New("this browser does not offer H.265 over WebRTC; the page plays it over HLS")
 )
 
 // Config configures a Service.
@@ -72,6 +78,9 @@ func New(cfg Config) (*Service, error) {
 	if err := registerH264(m); err != nil {
 		return nil, err
 	}
+	if err := registerH265(m); err != nil {
+		return nil, err
+	}
 	ir := &interceptor.Registry{}
 	// NACK (resend lost packets), RTCP reports, TWCC: what browsers expect
 	// of a sender.
@@ -110,6 +119,52 @@ func registerH264(m *webrtc.MediaEngine) error {
 	return nil
 }
 
+// registerH265 offers H.265 as browsers that have it do: Main and Main 10,
+// main tier, one RTP stream (draft-ietf-avtcore-hevc-webrtc). The level is
+// not negotiated (W3C WebRTC's codec match without level-id).
+func registerH265(m *webrtc.MediaEngine) error {
+	fb := []webrtc.RTCPFeedback{{Type: "goog-remb"}, {Type: "ccm", Parameter: "fir"}, {Type: "nack"}, {Type: "nack", Parameter: "pli"}}
+	for i, profile := range []string{"1", "2"} {
+		c := webrtc.RTPCodecParameters{
+			RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH265, ClockRate: 90000,
+				SDPFmtpLine: "level-id=93;profile-id=" + profile + ";tier-flag=0;tx-mode=SRST", RTCPFeedback: fb},
+			PayloadType: webrtc.PayloadType(116 + 2*i),
+		}
+		if err := m.RegisterCodec(c, webrtc.RTPCodecTypeVideo); err != nil {
+			return fmt.Errorf("registering H.265: %w", err)
+		}
+	}
+	return nil
+}
+
+// offersH265 reports whether an SDP offer receives H.265 video.
+func offersH265(offer string) (bool, error) {
+	sd, err := (&webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}).Unmarshal()
+	if err != nil {
+		return false, err
+	}
+	for _, md := range sd.MediaDescriptions {
+		if md.MediaName.Media != "video" {
+			continue
+		}
+		for _, a := range md.Attributes {
+			// a=rtpmap:PT H265/90000
+			if _, enc, ok := strings.Cut(a.Value, " "); a.Key == "rtpmap" && ok && strings.HasPrefix(strings.ToUpper(enc), "H265/") {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
+}
+
+// mimeType is the RTP name of a live stream's codec.
+func mimeType(c codec.Codec) string {
+	if c == codec.H265 {
+		return webrtc.MimeTypeH265
+	}
+	return webrtc.MimeTypeH264
+}
+
 // Offer answers a viewer's SDP offer for a live stream and starts sending
 // it. It returns the session's ID (for Delete) and the SDP answer, with
 // all of the server's candidates (no trickle ICE). It fails with one of
@@ -126,7 +181,18 @@ func (s *Service) Offer(ctx context.Context, stream, offer string) (id, answer s
 	if err := s.cfg.Hub.Status(stream); err != nil {
 		return "", "", err
 	}
-	sess := &session{s: s, stream: stream, stop: make(chan struct{}), connected: make(chan struct{})}
+	// H.264 goes to every browser; H.265 to those that offer it.
+	kind := s.cfg.Hub.Codec(stream)
+	if kind == codec.H265 {
+		ok, err := offersH265(offer)
+		if err != nil {
+			return "", "", fmt.Errorf("%w: %v", ErrOffer, err)
+		}
+		if !ok {
+			return "", "", ErrNoH265
+		}
+	}
+	sess := &session{s: s, stream: stream, codec: kind, stop: make(chan struct{}), connected: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			if sess.pc != nil {
@@ -140,7 +206,7 @@ func (s *Service) Offer(ctx context.Context, stream, offer string) (id, answer s
 	if err = sess.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
 		return "", "", fmt.Errorf("%w: %v", ErrOffer, err)
 	}
-	if sess.track, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000}, "video", "kvsgo"); err != nil {
+	if sess.track, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: mimeType(kind), ClockRate: 90000}, "video", "kvsgo"); err != nil {
 		return "", "", err
 	}
 	sender, err := sess.pc.AddTrack(sess.track)
@@ -156,6 +222,9 @@ func (s *Service) Offer(ctx context.Context, stream, offer string) (id, answer s
 		return "", "", fmt.Errorf("%w: %v", ErrOffer, err)
 	}
 	if !sends(sess.pc, sender) {
+		if kind == codec.H265 {
+			return "", "", fmt.Errorf("%w: it does not receive H.265 video in a profile kvsgo sends (Main or Main 10, main tier, tx-mode SRST)", ErrOffer)
+		}
 		return "", "", fmt.Errorf("%w: it does not receive H.264 video (packetization-mode=1)", ErrOffer)
 	}
 	select {
@@ -253,6 +322,7 @@ type session struct {
 	s      *Service
 	id     string
 	stream string
+	codec  codec.Codec // the codec the answer sends
 	pc     *webrtc.PeerConnection
 	track  *webrtc.TrackLocalStaticRTP
 
@@ -311,6 +381,10 @@ func (sess *session) send() {
 		return
 	}
 	defer viewer.Close()
+	if viewer.Codec() != sess.codec {
+		sess.end("the stream's producer switched codec; connect again")
+		return
+	}
 	sess.s.log.Info("WebRTC viewer joined", "stream", sess.stream, "session", sess.id, "viewers", sess.s.cfg.Hub.Viewers(sess.stream))
 	var seq uint16
 	for {

@@ -381,6 +381,13 @@
       card.hls = hls;
       hls.on(window.Hls.Events.ERROR, (_, d) => {
         if (!d.fatal) return;
+        const E = window.Hls.ErrorDetails;
+        if (d.details === E.MANIFEST_INCOMPATIBLE_CODECS_ERROR || d.details === E.BUFFER_INCOMPATIBLE_CODECS_ERROR) {
+          // Retrying cannot help: say so rather than "Connecting…" forever.
+          showOverlay(card, "This browser cannot decode this video",
+            ` (${d.reason || d.details}). H.265 plays in Safari, and in Chrome or Edge where the hardware decodes it; or download a clip (MP4) for another player.`);
+          return;
+        }
         if (d.type === window.Hls.ErrorTypes.MEDIA_ERROR) {
           hls.recoverMediaError();
           return;
