@@ -208,7 +208,7 @@ func TestRunIsolation(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 503 || !strings.Contains(string(body), "unhealthy: 4 of 6 streams") ||
 		!regexp.MustCompile(`(?m)^exits: (retrying|starting)`).Match(body) || !regexp.MustCompile(`(?m)^nodevice: starting: .*video-kvsgo-missing`).Match(body) ||
-		!regexp.MustCompile(`(?m)^refused: (retrying|starting)`).Match(body) || !regexp.MustCompile(`(?m)^unreachable: (retrying|starting)`).Match(body) ||
+		!regexp.MustCompile(`(?m)^refused: (retrying|starting)`).Match(body) || !regexp.MustCompile(`(?m)^unreachable: (retrying|starting|streaming, not connected)`).Match(body) ||
 		strings.Contains(string(body), "porch") || strings.Contains(string(body), "gate") {
 		t.Fatalf("/healthz: %d %s", resp.StatusCode, body)
 	}

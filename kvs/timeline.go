@@ -13,7 +13,7 @@ import "time"
 // ahead. A timestamp far behind its own track, or far ahead of every
 // track, is a discontinuity: from it on, the source's clock is mapped
 // anew, to continue right after what the stream already holds (or at the
-// wall clock, whichever is later). Each mapping is an epoch; the other
+// wall clock, when that is more than a jump later: a live source's gap). Each mapping is an epoch; the other
 // tracks, whose jump comes a few frames later, join the new epoch when
 // their timestamps land near its start, so they stay in sync with each
 // other across the jump.
@@ -121,10 +121,16 @@ func (t *timeline) place(track uint8, pts, dts time.Duration) placed {
 			break
 		}
 		res.newEpoch, res.by = true, dts-c.maxDTS
-		// Continue right after everything the stream holds, or at the
-		// wall clock if that is later (a live source's gap).
+		// Continue right after everything the stream holds. A live
+		// source that was away longer than a jump (the camera was gone)
+		// continues at the wall clock instead, so the gap shows; a shorter
+		// lateness is only delivery (a busy machine, a late pacer) and must
+		// not open a gap between frames that follow each other.
 		step := max(c.step, time.Millisecond)
-		target := max(t.wallClock(), t.maxAbs+step)
+		target := t.maxAbs + step
+		if w := t.wallClock(); w-target > t.jump {
+			target = w
+		}
 		offset := target - src
 		if r := offset % time.Millisecond; r != 0 {
 			offset += time.Millisecond - r // whole milliseconds, never earlier
