@@ -392,6 +392,9 @@ wait:
 	<-p.done
 	st := p.Stats()
 	if ferr := p.Err(); ferr != nil {
+		if st.BufferedFragments > 0 {
+			return st, fmt.Errorf("%w (%d fragments not acknowledged as persisted)", ferr, st.BufferedFragments)
+		}
 		return st, ferr
 	}
 	if err == nil && st.BufferedFragments > 0 {

@@ -3,6 +3,7 @@ package fleet
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -144,7 +145,7 @@ func (s *Supervisor) Stop() error {
 	for _, w := range workers {
 		<-w.done
 		if err := w.final; err != nil {
-			errs = append(errs, err)
+			errs = append(errs, fmt.Errorf("stream %s did not deliver everything it held: %w", w.stream.Name, err))
 		}
 	}
 	return errors.Join(errs...)
