@@ -1,3 +1,5 @@
+//go:build !camera
+
 package main
 
 import (
@@ -225,12 +227,4 @@ func webrtcHostIPs(listen string) func(net.IP) bool {
 		}
 	}
 	return func(c net.IP) bool { return c.IsLoopback() || (ip != nil && c.Equal(ip)) }
-}
-
-func newLogger(env *cliEnv, level string) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
-	}
-	return slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: l})), nil
 }

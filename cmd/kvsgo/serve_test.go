@@ -1,3 +1,5 @@
+//go:build !camera
+
 package main
 
 import (

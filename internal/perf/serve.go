@@ -10,19 +10,27 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"syscall"
 	"time"
 )
 
 // BuildKvsgo builds the kvsgo binary from the module at repoDir into dir,
-// as it is shipped (CGO_ENABLED=0), and returns its path.
-func BuildKvsgo(ctx context.Context, repoDir, dir string) (string, error) {
-	bin := filepath.Join(dir, "kvsgo")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/kvsgo")
+// as it is shipped (CGO_ENABLED=0), and returns its path. With tags (e.g.
+// "camera", the build with put, run and get only), the binary is named
+// after them.
+func BuildKvsgo(ctx context.Context, repoDir, dir string, tags ...string) (string, error) {
+	name, args := "kvsgo", []string{"build"}
+	if len(tags) > 0 {
+		name += "-" + strings.Join(tags, "-")
+		args = append(args, "-tags", strings.Join(tags, ","))
+	}
+	bin := filepath.Join(dir, name)
+	cmd := exec.CommandContext(ctx, "go", append(args, "-o", bin, "./cmd/kvsgo")...)
 	cmd.Dir = repoDir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building kvsgo: %w\n%s", err, out)
+		return "", fmt.Errorf("building %s: %w\n%s", name, err, out)
 	}
 	return bin, nil
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -36,7 +37,9 @@ func NewControlPlane(endpoint string) *ControlPlane {
 }
 
 // CreateStream creates a stream that keeps data for an hour, so that
-// PERSISTED acks flow; a stream that exists already is fine.
+// PERSISTED acks flow, and waits until it is ACTIVE (a new stream is
+// CREATING for a while, and PutMedia to it is refused, as with the real
+// service); a stream that exists already is fine.
 func (cp *ControlPlane) CreateStream(ctx context.Context, name string) error {
 	_, err := cp.c.CreateStream(ctx, &kinesisvideo.CreateStreamInput{
 		StreamName: aws.String(name), DataRetentionInHours: aws.Int32(1), MediaType: aws.String("video/h264"),
@@ -45,7 +48,22 @@ func (cp *ControlPlane) CreateStream(ctx context.Context, name string) error {
 	if err != nil && !errors.As(err, &inUse) {
 		return fmt.Errorf("creating stream %s: %w", name, err)
 	}
-	return nil
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		out, err := cp.c.DescribeStream(ctx, &kinesisvideo.DescribeStreamInput{StreamName: aws.String(name)})
+		if err != nil {
+			return fmt.Errorf("waiting for stream %s to become ACTIVE: %w", name, err)
+		}
+		if out.StreamInfo != nil && out.StreamInfo.Status == types.StatusActive {
+			return nil
+		}
+		select {
+		case <-time.After(50 * time.Millisecond):
+		case <-ctx.Done():
+			return fmt.Errorf("stream %s did not become ACTIVE: %w", name, ctx.Err())
+		}
+	}
 }
 
 // PutMediaEndpoint returns the stream's PutMedia endpoint (GetDataEndpoint).

@@ -131,6 +131,9 @@ func run(ctx context.Context) error {
 		if env.kvsgo, err = perf.BuildKvsgo(ctx, ".", work); err != nil {
 			return err
 		}
+		if env.camera, err = perf.BuildKvsgo(ctx, ".", work, "camera"); err != nil {
+			return err
+		}
 	}
 	if s.only["put"] {
 		if sections["put"], err = env.put(ctx); err != nil {
@@ -164,6 +167,7 @@ type bench struct {
 	s       settings
 	work    string
 	kvsgo   string
+	camera  string // the camera build (put, run and get only)
 	machine perf.Machine
 	commit  string
 }

@@ -17,10 +17,25 @@ import (
 
 // putCase is one clip in one container, and its runs.
 type putCase struct {
-	clip  perf.ClipSpec
-	input perf.Input
-	runs  []putbench.Result
-	trace *putbench.Result
+	clip   perf.ClipSpec
+	input  perf.Input
+	camera bool // with the camera build
+	runs   []putbench.Result
+	trace  *putbench.Result
+}
+
+func (c *putCase) binary(b *bench) string {
+	if c.camera {
+		return b.camera
+	}
+	return b.kvsgo
+}
+
+func (c *putCase) inputName() string {
+	if c.camera {
+		return c.input.Format + ", camera build"
+	}
+	return c.input.Format
 }
 
 // put measures kvsgo put: every clip in every container, s.runs times,
@@ -37,6 +52,13 @@ func (b *bench) put(ctx context.Context) (string, error) {
 		}
 		for _, in := range clip.Inputs() {
 			cases = append(cases, &putCase{clip: spec, input: in})
+		}
+		// The camera build, at the largest size: what a camera that only
+		// sends video would run.
+		if spec == b.s.clips[len(b.s.clips)-1] {
+			for _, in := range clip.Inputs() {
+				cases = append(cases, &putCase{clip: spec, input: in, camera: true})
+			}
 		}
 	}
 	floorBin := filepath.Join(b.work, "pacefloor")
@@ -61,13 +83,13 @@ func (b *bench) put(ctx context.Context) (string, error) {
 		}
 		for _, c := range cases {
 			n++
-			res, err := putbench.Run(ctx, putbench.Config{Kvsgo: b.kvsgo, Server: srv.URL, ServerPID: srv.PID, Input: c.input.Path,
+			res, err := putbench.Run(ctx, putbench.Config{Kvsgo: c.binary(b), Server: srv.URL, ServerPID: srv.PID, Input: c.input.Path,
 				Stream: fmt.Sprintf("bench-%d", n)})
 			if err != nil {
 				return "", err
 			}
 			progress("put %s %s, run %d of %d: CPU %.2f s per minute of video, peak RSS %.1f MiB, start-up %s ms",
-				c.clip.Name(), c.input.Format, r+1, b.s.runs, res.PerMinute(res.CPU()).Seconds(), mib(res.MaxRSS), perf.Millis(res.FirstBody))
+				c.clip.Name(), c.inputName(), r+1, b.s.runs, res.PerMinute(res.CPU()).Seconds(), mib(res.MaxRSS), perf.Millis(res.FirstBody))
 			c.runs = append(c.runs, res)
 		}
 	}
@@ -76,12 +98,12 @@ func (b *bench) put(ctx context.Context) (string, error) {
 	}
 	for _, c := range cases {
 		n++
-		res, err := putbench.Run(ctx, putbench.Config{Kvsgo: b.kvsgo, Server: srv.URL, Input: c.input.Path,
+		res, err := putbench.Run(ctx, putbench.Config{Kvsgo: c.binary(b), Server: srv.URL, Input: c.input.Path,
 			Stream: fmt.Sprintf("bench-%d", n), StraceOut: filepath.Join(b.work, fmt.Sprintf("strace-%d.txt", n))})
 		if err != nil {
 			return "", err
 		}
-		progress("put %s %s under strace: %d system calls, %.1f per frame", c.clip.Name(), c.input.Format, res.Syscalls.Total, float64(res.Syscalls.Total)/float64(res.Frames))
+		progress("put %s %s under strace: %d system calls, %.1f per frame", c.clip.Name(), c.inputName(), res.Syscalls.Total, float64(res.Syscalls.Total)/float64(res.Frames))
 		c.trace = &res
 	}
 	// The floor under strace too: what the Go runtime itself does per
@@ -215,7 +237,7 @@ func (b *bench) putReport(cases []*putCase, floors map[int][]time.Duration, floo
 		if f := perf.Median(floors[c.clip.Bitrate]); f > 0 {
 			ratio = fmt.Sprintf("%.1f", total.Seconds()/f.Seconds())
 		}
-		fmt.Fprintf(&w, "| %s | %s | %s | %s | %.1f MiB | %s | %s ms | %s ms | %s |\n", c.clip.Name(), c.input.Format, cpu, ratio, mib(int64(rss)),
+		fmt.Fprintf(&w, "| %s | %s | %s | %s | %.1f MiB | %s | %s ms | %s ms | %s |\n", c.clip.Name(), c.inputName(), cpu, ratio, mib(int64(rss)),
 			syscallsPerFrame(c.trace), perf.Millis(first), perf.Millis(body), secs(srv))
 	}
 	for _, spec := range b.s.clips {
@@ -235,7 +257,7 @@ func (b *bench) putReport(cases []*putCase, floors map[int][]time.Duration, floo
 	w.WriteString("| clip | input | frame → wire | key frame → server (its BUFFERING back) | fragment end → PERSISTED | last frame → PERSISTED |\n")
 	w.WriteString("|---|---|---|---|---|---|\n")
 	for _, c := range cases {
-		fmt.Fprintf(&w, "| %s | %s | %s | %s | %s | %s |\n", c.clip.Name(), c.input.Format,
+		fmt.Fprintf(&w, "| %s | %s | %s | %s | %s | %s |\n", c.clip.Name(), c.inputName(),
 			summaries(c.runs, func(r putbench.Result) perf.Summary { return r.FrameToWire }),
 			summaries(c.runs, func(r putbench.Result) perf.Summary { return r.KeyToServer }),
 			summaries(c.runs, func(r putbench.Result) perf.Summary { return r.EndToPersisted }),
@@ -245,7 +267,7 @@ func (b *bench) putReport(cases []*putCase, floors map[int][]time.Duration, floo
 	for _, c := range cases {
 		for _, r := range c.runs {
 			if r.Sessions > 1 || r.Persist != r.Fragments {
-				notes = append(notes, fmt.Sprintf("%s %s: %d connections, %d of %d fragments persisted", c.clip.Name(), c.input.Format, r.Sessions, r.Persist, r.Fragments))
+				notes = append(notes, fmt.Sprintf("%s %s: %d connections, %d of %d fragments persisted", c.clip.Name(), c.inputName(), r.Sessions, r.Persist, r.Fragments))
 			}
 		}
 	}
