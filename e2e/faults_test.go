@@ -518,6 +518,11 @@ func TestPutWithNoServer(t *testing.T) {
 	if code == 0 || !strings.Contains(errOut, "cannot reach Kinesis Video Streams") || !strings.Contains(errOut, "giving up") {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
 	}
+	// Every frame it held is counted lost, and why: none is silently gone.
+	sum := parseSummary(t, out)
+	if sum.frames == 0 || sum.lost != sum.frames || !strings.Contains(out, fmt.Sprintf("frames lost: %d not acknowledged by the service", sum.frames)) {
+		t.Fatalf("the frames never delivered are not counted lost:\n%s", out)
+	}
 	if time.Since(start) > time.Minute {
 		t.Fatalf("took %s to give up", time.Since(start))
 	}

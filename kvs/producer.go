@@ -26,10 +26,12 @@ type Producer struct {
 	segmentUID [16]byte
 	started    bool
 	closing    bool
-	fatal      error
-	retention  int32
-	stats      Stats
-	warned     map[string]bool
+	// countedUnacked: Close counted what was left unacknowledged.
+	countedUnacked bool
+	fatal          error
+	retention      int32
+	stats          Stats
+	warned         map[string]bool
 	// what the connection is doing, guarded by mu
 	sendID        uint64
 	sendOff       int
@@ -390,6 +392,9 @@ wait:
 	}
 	p.cancel()
 	<-p.done
+	p.mu.Lock()
+	p.countUnacknowledged()
+	p.mu.Unlock()
 	st := p.Stats()
 	if ferr := p.Err(); ferr != nil {
 		if st.BufferedFragments > 0 {
@@ -407,6 +412,26 @@ wait:
 		return st, fmt.Errorf("%w (%d fragments not acknowledged as persisted)", err, st.BufferedFragments)
 	}
 	return st, nil
+}
+
+// countUnacknowledged counts as lost the frames of the fragments still
+// held only in memory once the producer has stopped: nothing sends them
+// any more. A disk buffer's fragments stay for the next start.
+func (p *Producer) countUnacknowledged() {
+	if p.countedUnacked {
+		return // Close was called before
+	}
+	p.countedUnacked = true
+	_, disk := p.buf.(*DiskBuffer)
+	last := p.buf.Last()
+	for f := p.buf.First(); f != nil; f = p.buf.Get(f.ID + 1) {
+		if !disk || f.memOnly {
+			p.stats.Lost.Unacknowledged += int64(f.Frames)
+		}
+		if f == last {
+			break
+		}
+	}
 }
 
 func (p *Producer) setFatal(err error) {

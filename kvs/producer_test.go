@@ -159,9 +159,15 @@ func TestRetriableErrorsEveryTimeGiveUp(t *testing.T) {
 	srv.errorID = 5001
 	p, _ := newTestProducer(t, srv, ProducerConfig{GiveUpAfter: 500 * time.Millisecond, CloseTimeout: 10 * time.Second})
 	putSeconds(t, p, 3)
-	_, err := p.Close(context.Background())
+	st, err := p.Close(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "5001") && !strings.Contains(err.Error(), "giving up") {
 		t.Fatalf("Close: %v", err)
+	}
+	// What was never acknowledged is counted lost, once, and said so.
+	again, _ := p.Close(context.Background())
+	if st.Lost.Unacknowledged == 0 || st.Lost.Unacknowledged+st.Lost.Refused != st.Frames-st.Lost.BeforeKeyFrame-int64(30*st.Persisted) ||
+		again.Lost.Unacknowledged != st.Lost.Unacknowledged || !strings.Contains(st.Lost.String(), "not acknowledged") {
+		t.Fatalf("%d frames, %d persisted fragments, lost %+v (%s); closed again: %+v", st.Frames, st.Persisted, st.Lost, st.Lost, again.Lost)
 	}
 }
 

@@ -71,18 +71,24 @@ type Losses struct {
 	// damaged (the program or the machine stopped while writing them, or
 	// the disk changed them): they are never sent.
 	Torn int64
+	// Unacknowledged: frames of fragments in memory that the service had
+	// not acknowledged when the producer closed (it could not be reached,
+	// or gave up): they go with the process. A disk buffer keeps them for
+	// the next start instead.
+	Unacknowledged int64
 }
 
 // Total returns the frames lost for any reason.
 func (l Losses) Total() int64 {
-	return l.BeforeKeyFrame + l.Discontinuity + l.OutOfOrder + l.TooLong + l.Overflow + l.Refused + l.Undecodable + l.Damaged + l.Torn
+	return l.BeforeKeyFrame + l.Discontinuity + l.OutOfOrder + l.TooLong + l.Overflow + l.Refused + l.Undecodable + l.Damaged + l.Torn + l.Unacknowledged
 }
 
 // Add returns the sum of two counts.
 func (l Losses) Add(o Losses) Losses {
 	return Losses{BeforeKeyFrame: l.BeforeKeyFrame + o.BeforeKeyFrame, Discontinuity: l.Discontinuity + o.Discontinuity,
 		OutOfOrder: l.OutOfOrder + o.OutOfOrder, TooLong: l.TooLong + o.TooLong, Overflow: l.Overflow + o.Overflow,
-		Refused: l.Refused + o.Refused, Undecodable: l.Undecodable + o.Undecodable, Damaged: l.Damaged + o.Damaged, Torn: l.Torn + o.Torn}
+		Refused: l.Refused + o.Refused, Undecodable: l.Undecodable + o.Undecodable, Damaged: l.Damaged + o.Damaged, Torn: l.Torn + o.Torn,
+		Unacknowledged: l.Unacknowledged + o.Unacknowledged}
 }
 
 // Unexpected returns the frames lost for reasons other than the user's
@@ -103,6 +109,7 @@ func (l Losses) Reasons() []LossReason {
 		{"undecodable", "needing frames the input does not give (shown after an MP4 cut, before the next key frame)", l.Undecodable},
 		{"damaged", "damaged or missing in the input", l.Damaged},
 		{"torn", "in fragment files left incomplete or damaged on disk (the program or the machine stopped while writing them)", l.Torn},
+		{"unacknowledged", "not acknowledged by the service when put stopped (held in memory only)", l.Unacknowledged},
 	}
 }
 
