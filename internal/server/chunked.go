@@ -105,9 +105,10 @@ func (c *chunkedBody) decode(b []byte) (int, error) {
 			case ch == '\r':
 				c.state = chunkSizeLF
 			case ch == '\n':
-				if err := c.endSize(); err != nil {
-					return out, err
-				}
+				// A bare LF ends no chunk line (RFC 9112 errata 7633), as
+				// for net/http: a proxy in front that framed the body
+				// otherwise could smuggle a request past it.
+				return out, errChunked
 			case c.ext:
 			case ch == ' ' || ch == '\t':
 				c.ws = true // allowed at the end of the line

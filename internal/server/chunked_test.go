@@ -78,7 +78,7 @@ func TestChunkedBody(t *testing.T) {
 		"5;name=value\r\nhello\r\n0\r\n\r\n":     "hello",
 		"5 \r\nhello\r\n0\r\nTrailer: x\r\n\r\n": "hello",
 		"0000000000000005\r\nhello\r\n0\r\n\r\n": "hello",
-		"5\nhello\r\n0\n\n":                      "hello",
+		"5\r\nhello\r\n0\r\n\n":                  "hello", // a bare LF ends a trailer line, as in headers
 	}
 	for in, want := range good {
 		got, err := readAllChunked(t, bytes.NewReader([]byte(in)), 64)
@@ -93,6 +93,8 @@ func TestChunkedBody(t *testing.T) {
 		"g\r\n",                      // not hex
 		"10000000000000000\r\n",      // over 64 bits
 		"5\r\nhello\r\n0\r\n\r\nGET", // bytes after the body
+		"5\nhello\r\n0\r\n\r\n",      // a size line ending in a bare LF (RFC 9112 errata 7633)
+		"0\n\n",                      // the same, found by FuzzChunkedBody
 	}
 	for _, in := range bad {
 		if _, err := readAllChunked(t, bytes.NewReader([]byte(in)), 64); !errors.Is(err, errChunked) {
