@@ -89,6 +89,9 @@ func Health(s *Supervisor) http.HandlerFunc {
 	return func(w http.ResponseWriter, _ *http.Request) {
 		var bad, good []string
 		for _, st := range s.Status() {
+			if st.State == Stopping {
+				continue // stopped on purpose (a reload), delivering what it holds
+			}
 			if st.Healthy() {
 				good = append(good, st.Name)
 				continue

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -34,7 +35,10 @@ type Supervisor struct {
 	mu      sync.Mutex
 	workers map[string]*worker
 	order   []string
-	stopped bool
+	// draining: streams removed or changed by a reload that are still
+	// delivering what they hold; they stay in Status (Stopping) until done.
+	draining []*worker
+	stopped  bool
 }
 
 // NewSupervisor returns a supervisor running nothing yet: Apply starts
@@ -89,6 +93,7 @@ func (s *Supervisor) Apply(streams []Stream) Change {
 	for _, st := range streams {
 		s.order = append(s.order, st.Name)
 	}
+	s.draining = append(s.draining, stopping...)
 	s.mu.Unlock()
 
 	// Stop in parallel: each delivers its buffer within its close
@@ -102,6 +107,7 @@ func (s *Supervisor) Apply(streams []Stream) Change {
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.draining = slices.DeleteFunc(s.draining, func(w *worker) bool { return slices.Contains(stopping, w) })
 	for _, st := range streams {
 		if _, ok := s.workers[st.Name]; ok {
 			continue
@@ -178,15 +184,17 @@ func (st Status) Healthy() bool {
 	return st.State == Streaming && st.HasStats && st.Stats.Connected && st.Err == nil
 }
 
-// Status returns every stream's, in the file's order.
+// Status returns every stream's, in the file's order, then those a
+// reload stopped that are still delivering what they hold.
 func (s *Supervisor) Status() []Status {
 	s.mu.Lock()
-	workers := make([]*worker, 0, len(s.order))
+	workers := make([]*worker, 0, len(s.order)+len(s.draining))
 	for _, name := range s.order {
 		if w := s.workers[name]; w != nil {
 			workers = append(workers, w)
 		}
 	}
+	workers = append(workers, s.draining...)
 	s.mu.Unlock()
 	out := make([]Status, 0, len(workers))
 	for _, w := range workers {

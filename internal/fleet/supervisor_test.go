@@ -5,7 +5,9 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -114,5 +116,50 @@ func TestSupervisorIsolationAndReload(t *testing.T) {
 	slices.Sort(f.stopped)
 	if !slices.Equal(f.stopped, []string{"a", "c", "c", "d"}) {
 		t.Fatalf("stopped runs %v", f.stopped)
+	}
+}
+
+// TestRemovedStreamShownWhileItDelivers: a stream a reload removes stays
+// in Status, Stopping, while it delivers what it holds (its /metrics go on
+// and /healthz does not count it), and is gone once it has.
+func TestRemovedStreamShownWhileItDelivers(t *testing.T) {
+	release := make(chan struct{})
+	stopping := make(chan struct{})
+	run := func(ctx context.Context, s Stream, _ *slog.Logger, _ func(*kvs.Producer)) error {
+		<-ctx.Done()
+		if s.Name == "gone" {
+			close(stopping)
+			<-release // delivering what it holds
+		}
+		return nil
+	}
+	s := NewSupervisor(SupervisorConfig{Run: run, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	s.Apply([]Stream{stream("kept", "testsrc"), stream("gone", "testsrc")})
+	applied := make(chan Change)
+	go func() { applied <- s.Apply([]Stream{stream("kept", "testsrc")}) }()
+	<-stopping
+	names := func() (out []string) {
+		for _, st := range s.Status() {
+			out = append(out, st.Name+":"+string(st.State))
+		}
+		return out
+	}
+	if got := names(); !slices.Equal(got, []string{"kept:starting", "gone:stopping"}) {
+		t.Fatalf("while it delivers: %v", got)
+	}
+	rec := httptest.NewRecorder()
+	Health(s)(rec, httptest.NewRequest("GET", "/healthz", nil))
+	if strings.Contains(rec.Body.String(), "gone") {
+		t.Fatalf("/healthz counts a stream stopped on purpose: %s", rec.Body.String())
+	}
+	close(release)
+	if ch := <-applied; !slices.Equal(ch.Stopped, []string{"gone"}) {
+		t.Fatalf("reload did %+v", ch)
+	}
+	if got := names(); !slices.Equal(got, []string{"kept:starting"}) {
+		t.Fatalf("after it delivered: %v", got)
+	}
+	if err := s.Stop(); err != nil {
+		t.Fatal(err)
 	}
 }
