@@ -61,6 +61,17 @@ func (r *runProc) write(t *testing.T, srv *serveProc, yaml string) {
 // closedPort returns a loopback port nothing listens on.
 func closedPort(t *testing.T) int { return freePort(t) }
 
+// metricsText returns the run's /metrics.
+func (r *runProc) metricsText() string {
+	resp, err := http.Get("http://" + r.metrics + "/metrics")
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return string(body)
+}
+
 // metric returns a labelled metric's value from the run's /metrics, -1 if
 // absent.
 func (r *runProc) metric(name, stream string) float64 {
@@ -195,6 +206,13 @@ func TestRunIsolation(t *testing.T) {
 	for _, s := range []string{"porch", "gate"} {
 		if n := r.metric("kvsgo_put_reconnects", s); n != 0 {
 			t.Errorf("%s reconnected %v times", s, n)
+		}
+		// Losses by reason, as put's own /metrics has them.
+		for _, reason := range []string{"before_key_frame", "overflow", "unacknowledged"} {
+			line := `kvsgo_put_frames_lost{reason="` + reason + `",stream="` + s + `"} 0`
+			if body := r.metricsText(); !strings.Contains(body, "\n"+line+"\n") {
+				t.Errorf("no %s in /metrics:\n%s", line, body)
+			}
 		}
 	}
 	if a, b := fragmentsListed(t, srv, "porch"), fragmentsListed(t, srv, "gate"); a < porch+3 || b < gate+3 {

@@ -46,6 +46,7 @@ func b2f(b bool) float64 {
 type Collector struct {
 	s     *Supervisor
 	descs []*prometheus.Desc
+	lost  *prometheus.Desc
 	up    *prometheus.Desc
 	rest  *prometheus.Desc
 }
@@ -55,6 +56,7 @@ func NewCollector(s *Supervisor) *Collector {
 	c := &Collector{s: s,
 		up:   prometheus.NewDesc("kvsgo_run_stream_up", "1 while the stream is streaming and acknowledged (what /healthz checks).", []string{"stream", "state"}, nil),
 		rest: prometheus.NewDesc("kvsgo_run_stream_restarts", "Times the stream failed and was started again.", []string{"stream"}, nil),
+		lost: prometheus.NewDesc("kvsgo_put_frames_lost", "Frames that did not reach the service, by reason.", []string{"stream", "reason"}, nil),
 	}
 	for _, m := range producerMetrics {
 		c.descs = append(c.descs, prometheus.NewDesc(m.name, m.help, []string{"stream"}, nil))
@@ -66,6 +68,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range c.descs {
 		ch <- d
 	}
+	ch <- c.lost
 	ch <- c.up
 	ch <- c.rest
 }
@@ -79,6 +82,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		for i, m := range producerMetrics {
 			ch <- prometheus.MustNewConstMetric(c.descs[i], prometheus.GaugeValue, m.value(st.Stats), st.Name)
+		}
+		for _, r := range st.Stats.Lost.Reasons() {
+			ch <- prometheus.MustNewConstMetric(c.lost, prometheus.GaugeValue, float64(r.Frames), st.Name, r.Name)
 		}
 	}
 }
