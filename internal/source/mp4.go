@@ -88,6 +88,19 @@ func (m *MP4) Run(ctx context.Context, sink Sink) error {
 	if vtrack == nil && atrack == nil {
 		return errors.New("the MP4 file has no H.264, H.265 or AAC track")
 	}
+	// The sample tables are checked before anything walks them (the
+	// video track's first samples may hold its parameter sets).
+	for _, t := range []*mp4Track{vtrack, atrack} {
+		if t == nil {
+			continue
+		}
+		if t.timescale == 0 {
+			return fmt.Errorf("%w: track %d has a time scale of 0", errMP4, t.id)
+		}
+		if err := t.table.check(size); err != nil {
+			return fmt.Errorf("track %d: %w", t.id, err)
+		}
+	}
 	if vtrack != nil {
 		vt, cfg, err := mp4VideoTrack(vtrack, vcodec, ra, size)
 		if err != nil {
@@ -99,12 +112,6 @@ func (m *MP4) Run(ctx context.Context, sink Sink) error {
 	for _, t := range []*mp4Track{vtrack, atrack} {
 		if t == nil {
 			continue
-		}
-		if t.timescale == 0 {
-			return fmt.Errorf("%w: track %d has a time scale of 0", errMP4, t.id)
-		}
-		if err := t.table.check(size); err != nil {
-			return fmt.Errorf("track %d: %w", t.id, err)
 		}
 		segs, notes := mp4Segments(t, movie.timescale)
 		for _, n := range notes {
