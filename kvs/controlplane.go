@@ -59,7 +59,13 @@ func NewSDKControlPlane(cfg aws.Config, endpoint string, httpClient *http.Client
 // PrepareStream implements ControlPlane.
 func (c *SDKControlPlane) PrepareStream(ctx context.Context, s StreamSetup) (string, int32, error) {
 	var retention int32
+	// The endpoint is asked for beside DescribeStream: for a stream that
+	// exists and is ACTIVE, as it is at nearly every start, that saves a
+	// round trip to the region. Otherwise it is asked for again below.
+	early := make(chan endpointResult, 1)
+	go func() { early <- c.dataEndpoint(ctx, s.Name) }()
 	out, err := c.Client.DescribeStream(ctx, &kinesisvideo.DescribeStreamInput{StreamName: aws.String(s.Name)})
+	ep := <-early
 	var nf *types.ResourceNotFoundException
 	switch {
 	case errors.As(err, &nf) && s.Create:
@@ -96,16 +102,33 @@ func (c *SDKControlPlane) PrepareStream(ctx context.Context, s StreamSetup) (str
 			if info, err = c.waitActive(ctx, s.Name); err != nil {
 				return "", 0, err
 			}
+			ep.err = errors.New("asked before the stream was ACTIVE")
 		}
 		if info != nil {
 			retention = aws.ToInt32(info.DataRetentionInHours)
 		}
 	}
-	ep, err := c.Client.GetDataEndpoint(ctx, &kinesisvideo.GetDataEndpointInput{StreamName: aws.String(s.Name), APIName: types.APINamePutMedia})
-	if err != nil {
-		return "", 0, describeAPIError("getting the PutMedia endpoint", err)
+	if ep.err != nil {
+		// Created or waited for meanwhile, or a passing failure: once more.
+		if ep = c.dataEndpoint(ctx, s.Name); ep.err != nil {
+			return "", 0, describeAPIError("getting the PutMedia endpoint", ep.err)
+		}
 	}
-	return strings.TrimSuffix(aws.ToString(ep.DataEndpoint), "/"), retention, nil
+	return ep.url, retention, nil
+}
+
+type endpointResult struct {
+	url string
+	err error
+}
+
+// dataEndpoint asks for the stream's PutMedia endpoint.
+func (c *SDKControlPlane) dataEndpoint(ctx context.Context, name string) endpointResult {
+	out, err := c.Client.GetDataEndpoint(ctx, &kinesisvideo.GetDataEndpointInput{StreamName: aws.String(name), APIName: types.APINamePutMedia})
+	if err != nil {
+		return endpointResult{err: err}
+	}
+	return endpointResult{url: strings.TrimSuffix(aws.ToString(out.DataEndpoint), "/")}
 }
 
 // waitActive polls DescribeStream until the stream is ACTIVE (or UPDATING,

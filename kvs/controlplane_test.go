@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os/exec"
 	"strings"
 	"testing"
@@ -83,5 +84,34 @@ func TestControlPlaneAgainstMoto(t *testing.T) {
 	}
 	if _, _, err := cp.PrepareStream(ctx, StreamSetup{Name: "absent", Create: false}); !errors.Is(err, ErrNoStream) {
 		t.Fatalf("missing stream without create: %v", err)
+	}
+}
+
+// TestPrepareStreamAsksForTheEndpointAtOnce: for a stream that exists,
+// GetDataEndpoint goes out beside DescribeStream, not after it: the
+// server here answers DescribeStream only once GetDataEndpoint has
+// arrived, which a client asking one after the other never gets to.
+func TestPrepareStreamAsksForTheEndpointAtOnce(t *testing.T) {
+	endpointAsked := make(chan struct{})
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /describeStream", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-endpointAsked:
+		case <-time.After(10 * time.Second):
+			http.Error(w, `{"message":"GetDataEndpoint never came"}`, http.StatusBadRequest)
+			return
+		}
+		fmt.Fprint(w, `{"StreamInfo":{"StreamName":"cam","Status":"ACTIVE","DataRetentionInHours":24}}`)
+	})
+	mux.HandleFunc("POST /getDataEndpoint", func(w http.ResponseWriter, r *http.Request) {
+		close(endpointAsked)
+		fmt.Fprintf(w, `{"DataEndpoint":"http://%s/"}`, r.Host)
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	cp := NewSDKControlPlane(sdkConfig(), srv.URL, nil)
+	ep, retention, err := cp.PrepareStream(context.Background(), StreamSetup{Name: "cam"})
+	if err != nil || ep != srv.URL || retention != 24 {
+		t.Fatalf("PrepareStream: %q %d %v", ep, retention, err)
 	}
 }
