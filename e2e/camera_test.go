@@ -34,6 +34,9 @@ func TestCameraBuild(t *testing.T) {
 	if cam.Size() > full.Size()*3/4 {
 		t.Fatalf("the camera build is %d bytes, the full one %d: it should leave out a quarter at least", cam.Size(), full.Size())
 	}
+	if help, _ := exec.Command(camera, "help").CombinedOutput(); !strings.Contains(string(help), "serve       not in this camera build") {
+		t.Fatalf("kvsgo-camera help does not say serve is not in it:\n%s", help)
+	}
 	for _, cmd := range []string{"serve", "demo"} {
 		out, err := exec.Command(camera, cmd).CombinedOutput()
 		if err == nil || !strings.Contains(string(out), "camera build") || !strings.Contains(string(out), "full kvsgo") {

@@ -13,6 +13,11 @@ import "errors"
 // errCameraBuild says where serve and demo are.
 var errCameraBuild = errors.New("this kvsgo is the camera build (put, run and get only); serve and demo are in the full kvsgo, from the same release")
 
+const (
+	serveSummary = "not in this camera build: the full kvsgo has the local server"
+	demoSummary  = "not in this camera build: the full kvsgo has the demo"
+)
+
 func runServe(*cliEnv, []string) error { return errCameraBuild }
 
 func runDemo(*cliEnv, []string) error { return errCameraBuild }

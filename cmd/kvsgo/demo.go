@@ -17,6 +17,8 @@ import (
 	"github.com/kvsgo/kvsgo/internal/store"
 )
 
+const demoSummary = "run a local server with a test camera streaming into it, and show the web page"
+
 // runDemo runs what `serve` and `put --source testsrc` run, in one
 // process: a local server on a free loopback port with a temporary data
 // directory, and the built-in test camera streaming into it live.

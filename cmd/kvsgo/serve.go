@@ -19,6 +19,8 @@ import (
 	"github.com/kvsgo/kvsgo/internal/store"
 )
 
+const serveSummary = "run a local Kinesis Video Streams server (control plane, PutMedia, GetMedia, ListFragments) with a web page"
+
 func runServe(env *cliEnv, args []string) error {
 	fs := newFlagSet(env, "serve", "serve [--listen 127.0.0.1:4567] [--data DIR] [--access-key ID --secret-key SECRET]")
 	listen := fs.String("listen", "127.0.0.1:4567", "address to listen on")
