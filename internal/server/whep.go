@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/kvsgo/kvsgo/internal/live"
 	"github.com/kvsgo/kvsgo/internal/store"
 	"github.com/kvsgo/kvsgo/internal/whep"
@@ -27,6 +29,11 @@ func (s *Server) registerWHEP(u *ui) {
 		s.log.Error("the live view over WebRTC is off", "error", err)
 	}
 	s.whep = svc
+	if svc != nil {
+		s.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "kvsgo_webrtc_viewers", Help: "Open WebRTC (WHEP) viewer sessions, every stream.",
+		}, func() float64 { return float64(svc.Sessions()) }))
+	}
 	s.mux.HandleFunc("POST /whep/{stream}", func(w http.ResponseWriter, r *http.Request) { s.whepOffer(u, w, r) })
 	s.mux.HandleFunc("DELETE /whep/{stream}/{id}", func(w http.ResponseWriter, r *http.Request) { s.whepDelete(u, w, r) })
 	s.mux.HandleFunc("PATCH /whep/{stream}/{id}", func(w http.ResponseWriter, _ *http.Request) {

@@ -139,6 +139,9 @@ func TestWHEPPlaysLive(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond) // looking at a live stream, not a stand-in for a condition
 	}
+	if m := metricsText(t, ts.URL); !strings.Contains(m, "\nkvsgo_webrtc_viewers 1\n") {
+		t.Fatalf("/metrics does not count the viewer:\n%s", m)
+	}
 	st := c.Stats()
 	if st.FirstNALU != 24 || st.Lost != 0 {
 		t.Fatalf("first NAL unit type %d (want 24, STAP-A), %d lost", st.FirstNALU, st.Lost)
@@ -154,6 +157,21 @@ func TestWHEPPlaysLive(t *testing.T) {
 	}
 	wantStatus(t, c.Delete(context.Background()), http.StatusNotFound, "no such WebRTC session")
 	_ = c.Close(context.Background())
+	if m := metricsText(t, ts.URL); !strings.Contains(m, "\nkvsgo_webrtc_viewers 0\n") {
+		t.Fatalf("/metrics still counts the viewer after DELETE:\n%s", m)
+	}
+}
+
+// metricsText returns the server's /metrics.
+func metricsText(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }
 
 // TestWHEPRefusals: every refusal is a status and plain words.
