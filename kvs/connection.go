@@ -51,6 +51,11 @@ func (p *Producer) run() {
 		if endpoint == "" {
 			ep, retention, err := p.cfg.ControlPlane.PrepareStream(p.ctx, p.cfg.Stream)
 			if err != nil {
+				if p.ctx.Err() != nil {
+					// Stopped meanwhile (closed, or the credentials were
+					// refused elsewhere): not a network failure to retry.
+					return
+				}
 				if errors.Is(err, ErrAuth) || isPermanent(err) {
 					p.setFatal(err)
 					return
