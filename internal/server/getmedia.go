@@ -183,7 +183,7 @@ func (g *getMediaSession) run(ctx context.Context) {
 		if wait >= 0 {
 			wctx, wcancel = context.WithTimeout(ctx, wait)
 		}
-		err = s.store.WaitAfter(wctx, g.st.ID, g.after)
+		err = s.store.WaitAfterProducer(wctx, g.st.ID, g.after, p)
 		wcancel()
 		if ctx.Err() != nil {
 			g.log.Info("GetMedia ended", "reason", "reader or server went away", "fragments", g.sent)

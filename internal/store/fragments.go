@@ -461,14 +461,29 @@ func (s *Store) Latest(id StreamID) (uint64, error) {
 // producer connects or disconnects, the stream is deleted (then it returns
 // ErrStreamNotFound), or ctx ends.
 func (s *Store) WaitAfter(ctx context.Context, id StreamID, afterSeq uint64) error {
+	return s.waitAfter(ctx, id, afterSeq, nil)
+}
+
+// WaitAfterProducer is WaitAfter that also returns when the stream's
+// producer is no longer as seen (its session ended, or another began):
+// such a change between the caller's look and the wait would otherwise be
+// missed, and a reader at the live edge would wait for ever.
+func (s *Store) WaitAfterProducer(ctx context.Context, id StreamID, afterSeq uint64, seen ProducerState) error {
+	return s.waitAfter(ctx, id, afterSeq, func() bool {
+		cur, err := s.Producer(id)
+		return err != nil || cur != seen
+	})
+}
+
+func (s *Store) waitAfter(ctx context.Context, id StreamID, afterSeq uint64, changedSince func() bool) error {
 	st := s.acquire(id)
 	defer s.release(st)
-	ch := st.changed()
+	ch := st.changed() // before looking: a change after the look wakes it
 	latest, err := s.Latest(id)
 	if err != nil {
 		return err
 	}
-	if latest > afterSeq {
+	if latest > afterSeq || (changedSince != nil && changedSince()) {
 		return nil
 	}
 	st.waiting.Add(1)
